@@ -1,0 +1,308 @@
+"""§3.3: fine-tune the interpreter (LoRA / QLoRA) with transformers' Trainer and peft.
+
+One code path for CPU and GPU: the device, resolved once, switches on 4-bit NF4 quantisation,
+paged AdamW and gradient checkpointing (CUDA) or plain AdamW with bf16 autocast (CPU).
+A run folder holds everything: ``run_config.json``, ``metrics.jsonl`` (one line per log event,
+read by the app through DuckDB), ``checkpoints/`` (resume after a kill) and ``adapter/``
+(safetensors). Nothing here holds the store open.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LOSS_ON = ("all", "completion")
+PADDING = ("dynamic", "max_length")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """One fine-tuning run; saved beside its results as ``run_config.json``."""
+
+    dataset: str
+    """Dataset folder with train.jsonl / val.jsonl (from `dataset build`), or a registered dataset id/name."""
+    out: str
+    """Run folder (created; an existing run there is resumed)."""
+    preset: str = "smollm2-135m"
+    """Model preset name, Hugging Face id, or local model folder."""
+    max_steps: int = -1
+    """Stop after this many optimiser steps (-1: run all epochs)."""
+    epochs: float = 1.0
+    """Passes over the training split (when max_steps is -1)."""
+    learning_rate: float | None = None
+    """Peak learning rate (default: the preset's; the paper: 2e-3 Mistral, 2.5e-5 Mixtral)."""
+    batch_size: int | None = None
+    """Sequences per device step (default: the preset's; the paper: 4 Mistral, 2 Mixtral)."""
+    grad_accum: int | None = None
+    """Gradient accumulation steps (default: the preset's)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch."""
+    loss_on: str = "all"
+    """'all': loss over prompt, activations and description as the paper (§3.3); 'completion': description only (a deviation)."""
+    padding: str = "dynamic"
+    """'dynamic': pad each batch to its longest sequence; 'max_length': pad every sequence to max_length as the paper."""
+    max_length: int = 1280
+    """Sequences are truncated (and, with padding=max_length, padded) to this many tokens (paper: 1,280)."""
+    eval_steps: int = 50
+    """Validation loss every N steps (0: never)."""
+    save_steps: int = 50
+    """Checkpoint every N steps (resume point after a kill)."""
+    logging_steps: int = 5
+    """Training loss logged every N steps."""
+    max_train_samples: int | None = None
+    """Use only the first N training samples."""
+    max_eval_samples: int | None = 64
+    """Validation samples per evaluation (validation costs CPU time too)."""
+    warmup_steps: int = 10
+    """Linear warm-up steps."""
+    seed: int = 0
+    """Seeds LoRA init and data order."""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cuda' or 'cpu'."""
+    bf16: bool = True
+    """bf16 compute: autocast on CPU (~1.5× faster here), bf16 compute dtype for 4-bit on CUDA."""
+    quantize_4bit: bool | None = None
+    """QLoRA 4-bit NF4 + double quantisation; default: on for CUDA, impossible on CPU."""
+    threads: int | None = None
+    """torch CPU threads (default: all cores)."""
+
+    def __post_init__(self) -> None:
+        if self.loss_on not in LOSS_ON:
+            raise ValueError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
+        if self.padding not in PADDING:
+            raise ValueError(f"padding must be one of {PADDING}, got {self.padding!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.max_length < 16 or self.lora_r < 1 or self.epochs <= 0:
+            raise ValueError("max_length ≥ 16, lora_r ≥ 1 and epochs > 0 are required")
+        for name in ("learning_rate", "batch_size", "grad_accum"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FinetuneConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when a GPU is visible, else 'cpu'."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                rows.append(json.loads(line))
+                if limit is not None and len(rows) >= limit:
+                    break
+    return rows
+
+
+def tokenize_example(tokenizer: Any, prompt: str, completion: str, max_length: int, loss_on: str) -> dict:
+    """input_ids = prompt + completion + eos; labels mask the prompt when loss_on == 'completion'."""
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = (bos + p_ids + c_ids)[:max_length]
+    n_prompt = len(bos) + len(p_ids)
+    labels = list(ids) if loss_on == "all" else [-100] * min(n_prompt, len(ids)) + ids[n_prompt:]
+    return {"input_ids": ids, "labels": labels}
+
+
+class PadCollator:
+    """Right-pads a batch to its longest sequence, or to ``max_length`` (the paper's padding)."""
+
+    def __init__(self, pad_id: int, max_length: int | None = None) -> None:
+        self.pad_id = pad_id
+        self.max_length = max_length
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        width = self.max_length or max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
+    """A dataset folder from a path, or from a name/id under ``datasets_dir``."""
+    for candidate in (Path(dataset), datasets_dir / dataset):
+        if (candidate / "train.jsonl").exists():
+            return candidate
+    raise FileNotFoundError(f"dataset '{dataset}' not found (looked for train.jsonl in {dataset} and "
+                            f"{datasets_dir / dataset}); build one with `python -m interp dataset build`")
+
+
+# --- logging callback --------------------------------------------------------------------------
+
+def _metrics_callback(path: Path, total_steps_hint: int):
+    from transformers import TrainerCallback
+
+    class JsonlMetrics(TrainerCallback):
+        """Appends every log event as one JSON line (line-buffered, so readers see whole lines)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            # A resumed run starts its clock and token count at the checkpoint.
+            self.t0, self.step0 = time.time(), state.global_step
+            self.tokens0 = getattr(state, "num_input_tokens_seen", 0) or 0
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            elapsed = time.time() - self.t0
+            done = state.global_step - self.step0
+            rate = done / elapsed if elapsed > 0 and done > 0 else None
+            remaining = (state.max_steps or total_steps_hint) - state.global_step
+            row = {"step": state.global_step, "epoch": state.epoch, "time": time.time(),
+                   "elapsed_s": elapsed, "eta_s": remaining / rate if rate else None, **(logs or {})}
+            tokens = getattr(state, "num_input_tokens_seen", None)
+            if tokens and elapsed > 0:
+                row["tokens_seen"] = tokens
+                row["tokens_per_s"] = (tokens - self.tokens0) / elapsed
+            with open(path, "a", buffering=1) as fh:
+                fh.write(json.dumps(row) + "\n")
+
+    return JsonlMetrics()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+@dataclass
+class FinetuneResult:
+    """What a finished run leaves: the adapter folder, its step count, and the trained PEFT model."""
+
+    adapter_dir: Path
+    steps: int
+    model: Any
+
+
+def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress: bool = True,
+             callbacks: list | None = None) -> FinetuneResult:
+    """Train LoRA adapters into ``cfg.out``; resumes from the newest checkpoint there."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from interp.models import load_model, load_tokenizer
+    from interp.presets import get_preset
+
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    preset = get_preset(cfg.preset)
+    quantize = (device == "cuda") if cfg.quantize_4bit is None else cfg.quantize_4bit
+    if quantize and device != "cuda":
+        raise ValueError("4-bit quantisation needs CUDA; use --no-quantize-4bit on CPU")
+    lr = cfg.learning_rate or preset.learning_rate
+    batch = cfg.batch_size or preset.batch_size
+    accum = cfg.grad_accum or preset.gradient_accumulation_steps
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = resolve_dataset(cfg.dataset, datasets_dir)
+    manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").exists() else {}
+
+    tokenizer = load_tokenizer(cfg.preset, models_dir)
+    model = load_model(cfg.preset, models_dir, device=device, quantize_4bit=quantize)
+
+    def encode(rows: list[dict]) -> list[dict]:
+        return [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length, cfg.loss_on) for r in rows]
+
+    train = encode(read_jsonl(data_dir / "train.jsonl", cfg.max_train_samples))
+    val_path = data_dir / "val.jsonl"
+    val = encode(read_jsonl(val_path, cfg.max_eval_samples)) if val_path.exists() and cfg.eval_steps else None
+
+    if quantize:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(preset.lora_target_modules), task_type="CAUSAL_LM")
+    torch.manual_seed(cfg.seed)
+    model = get_peft_model(model, lora)
+
+    steps_per_epoch = math.ceil(len(train) / (batch * accum))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    run_config = {"finetune": cfg.to_dict(), "device": device, "quantize_4bit": quantize,
+                  "learning_rate": lr, "batch_size": batch, "grad_accum": accum, "total_steps": total_steps,
+                  "preset": asdict(preset), "dataset_dir": str(data_dir),
+                  "dataset_hash": manifest.get("hash"), "dataset_manifest": manifest,
+                  "n_train": len(train), "n_val": len(val or []),
+                  "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
+
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        gradient_accumulation_steps=accum,
+        learning_rate=lr,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type="linear",
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if val else "no",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        bf16=cfg.bf16,
+        use_cpu=device == "cpu",
+        optim="paged_adamw_32bit" if quantize else "adamw_torch",
+        gradient_checkpointing=quantize,
+        report_to="none",
+        seed=cfg.seed,
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = PadCollator(pad_id, cfg.max_length if cfg.padding == "max_length" else None)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=collator,
+                      callbacks=[_metrics_callback(out / "metrics.jsonl", total_steps), *(callbacks or [])])
+    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").exists() else None
+    _write_status(out, "running", resumed_from=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except BaseException as exc:
+        _write_status(out, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    adapter = out / "adapter"
+    model.save_pretrained(str(adapter), safe_serialization=True)
+    tokenizer.save_pretrained(str(adapter))
+    (adapter / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
+    _write_status(out, "succeeded", adapter=str(adapter), steps=trainer.state.global_step)
+    return FinetuneResult(adapter, trainer.state.global_step, model)
+
+
+def _write_status(out: Path, status: str, **extra: Any) -> None:
+    """A small status file the jobs layer reads; written atomically."""
+    tmp = out / "status.json.tmp"
+    tmp.write_text(json.dumps({"status": status, "time": time.time(), "pid": os.getpid(), **extra}, default=str))
+    tmp.replace(out / "status.json")

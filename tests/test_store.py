@@ -1,0 +1,336 @@
+"""Tests for interp.store: what one Store writes is read back through a second Store on the same file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from interp.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    Annotation,
+    Message,
+    Store,
+    StoreLockedError,
+    read_jsonl,
+    validate_threshold_rows,
+)
+
+THRESHOLDS = [[0.1 * f, 0.5, 1.0 + f, 2.0 + f] for f in range(8)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """The writer, on a fresh file (in folders it must create)."""
+    return Store(tmp_path / "nested" / "dir" / "interp.duckdb")
+
+
+@pytest.fixture
+def db(store: Store) -> Path:
+    """The migrated store file."""
+    return store.path
+
+
+@pytest.fixture
+def reader(db: Path) -> Store:
+    """A second Store on the same file: what `store` wrote must round-trip to it."""
+    return Store(db)
+
+
+def test_schema_created_with_version_recorded(db: Path) -> None:
+    assert db.is_file()
+    assert Store(db).schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    with duckdb.connect(str(db)) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        versions = con.execute("SELECT version FROM schema_version").fetchall()
+    assert set(TABLES) | {"schema_version"} <= tables
+    assert versions == [(1,)]
+
+
+def test_reopening_is_idempotent(db: Path) -> None:
+    Store(db).save_threshold_set("a", THRESHOLDS)
+    for _ in range(2):
+        reopened = Store(db)
+        assert reopened.schema_version() == SCHEMA_VERSION
+        assert reopened.counts()["threshold_sets"] == 1
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+
+
+def test_newer_schema_is_refused(db: Path) -> None:
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [SCHEMA_VERSION + 1])
+    with pytest.raises(RuntimeError, match="newer"):
+        Store(db)
+
+
+def test_no_connection_is_kept_open(db: Path) -> None:
+    store = Store(db)
+    store.save_threshold_set("a", THRESHOLDS)
+    # With `store` alive, another process can still open the file read-write.
+    code = "import sys, duckdb; duckdb.connect(sys.argv[1]).close()"
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True, timeout=60)
+
+
+def test_threshold_set_round_trip(store: Store, reader: Store) -> None:
+    name = "paper's; DROP TABLE runs"  # values are bound, never formatted into SQL
+    saved = store.save_threshold_set(name, THRESHOLDS, notes="from §3.2")
+    got = reader.get_threshold_set(name)
+    assert got == saved
+    assert got.thresholds == THRESHOLDS and got.notes == "from §3.2" and not got.is_default
+    assert reader.get_threshold_set("missing") is None
+    assert reader.get_threshold_set() is None  # no default yet
+
+
+def test_threshold_set_overwrite_keeps_created_at(store: Store, reader: Store) -> None:
+    first = store.save_threshold_set("a", THRESHOLDS)
+    changed = [[v + 1 for v in row] for row in THRESHOLDS]
+    second = store.save_threshold_set("a", changed, notes="v2")
+    assert second.thresholds == changed and second.notes == "v2"
+    assert second.created_at == first.created_at and second.updated_at >= first.updated_at
+    assert len(reader.list_threshold_sets()) == 1
+
+
+def test_default_threshold_set_is_unique(store: Store, reader: Store) -> None:
+    store.save_threshold_set("a", THRESHOLDS, make_default=True)
+    store.save_threshold_set("b", THRESHOLDS, make_default=True)
+    store.save_threshold_set("c", THRESHOLDS)
+    assert reader.get_threshold_set().name == "b"
+    store.set_default_threshold_set("c")
+    df = reader.list_threshold_sets()
+    assert df["is_default"].sum() == 1
+    assert df.iloc[0]["name"] == "c"  # default first
+    assert df.iloc[0]["thresholds"] == THRESHOLDS
+    with pytest.raises(KeyError):
+        store.set_default_threshold_set("nope")
+    assert reader.get_threshold_set().name == "c"
+    assert store.delete_threshold_set("c") is True
+    assert store.delete_threshold_set("c") is False
+    assert reader.get_threshold_set() is None
+
+
+@pytest.mark.parametrize("bad", [
+    THRESHOLDS[:7],
+    [row[:3] for row in THRESHOLDS],
+    [*THRESHOLDS[:7], [0.0, 1.0, float("nan"), 2.0]],
+    [*THRESHOLDS[:7], [0.0, 1.0, float("inf"), 2.0]],
+    [*THRESHOLDS[:7], [0.0, 1.0, "2", 3.0]],
+    [*THRESHOLDS[:7], [0.0, 1.0, True, 3.0]],
+    [0.5] * 8,
+])
+def test_bad_thresholds_rejected(bad: list) -> None:
+    with pytest.raises(ValueError, match="thresholds"):
+        validate_threshold_rows(bad)
+
+
+def test_store_validates_thresholds(store: Store, reader: Store) -> None:
+    with pytest.raises(ValueError, match="8 rows x 4"):
+        store.save_threshold_set("bad", THRESHOLDS[:7])
+    assert reader.counts()["threshold_sets"] == 0
+    arr = np.asarray(THRESHOLDS, dtype=np.float32)  # numpy rows are fine
+    assert np.allclose(store.save_threshold_set("np", arr).thresholds, arr)
+
+
+def test_samples_round_trip(store: Store, reader: Store) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    ids = store.add_samples("mnist", "test", images=images, labels=[7, 2, 1],
+                                source_indices=[0, 1, 2])
+    upload = store.add_samples("upload", "user", paths=["u.png"])
+    assert len(ids) == 3 and upload[0] > max(ids)
+    sample = reader.get_sample(ids[1])
+    assert sample.label == 2 and sample.source_index == 1 and sample.source == "mnist"
+    np.testing.assert_array_equal(sample.image, images[1])
+    bare = reader.get_sample(upload[0])
+    assert bare.pixels is None and bare.image is None and bare.label is None
+    assert bare.path == "u.png"
+    df = reader.list_samples(source="mnist")
+    assert df["label"].tolist() == [7, 2, 1]
+    assert bytes(df["pixels"][2]) == images[2].tobytes()
+    assert len(reader.list_samples()) == 4
+    assert reader.get_sample(999) is None
+
+
+def test_samples_validated(store: Store, reader: Store) -> None:
+    with pytest.raises(ValueError, match="784"):
+        store.add_samples("mnist", "test", images=np.zeros((1, 27, 28), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        store.add_samples("mnist", "test", images=np.zeros((1, 28, 28)))
+    with pytest.raises(ValueError, match="equal length"):
+        store.add_samples("mnist", "test", images=np.zeros((2, 28, 28), np.uint8), labels=[1])
+    assert reader.counts()["samples"] == 0
+
+
+def test_annotation_edit_updates_instead_of_duplicating(store: Store, reader: Store) -> None:
+    first = store.save_annotation("ann", "mnist", 5, {"circle": 1}, "one circle")
+    again = store.save_annotation("ann", "mnist", 5, {"circle": 1, "line": 2}, "edited")
+    other = store.save_annotation("bob", "mnist", 5, {"circle": 0}, "none")
+    assert again == first and other != first
+    got = reader.get_annotation("ann", "mnist", 5)
+    assert isinstance(got, Annotation)
+    assert got.counts == {"circle": 1, "line": 2} and got.description == "edited"
+    assert got.updated_at >= got.created_at
+    assert len(reader.list_annotations()) == 2
+    df = reader.list_annotations(annotator="ann")
+    assert len(df) == 1 and df.iloc[0]["counts"] == {"circle": 1, "line": 2}
+    assert len(reader.list_annotations(image_source="drawing")) == 0
+    assert store.delete_annotation(first) is True
+    assert reader.get_annotation("ann", "mnist", 5) is None
+    with pytest.raises(ValueError):
+        store.save_annotation("ann", "mnist", 6, {"circle": -1}, "x")
+
+
+def test_ratings_round_trip(store: Store, reader: Store) -> None:
+    store.save_rating("r", "run1", "mnist", 3, "2 circles", "partial",
+                      per_shape={"circle": "correct"}, comment="close")
+    store.save_rating("r", "run2", "mnist", 3, "1 line", "wrong")
+    df = reader.list_ratings("run1")
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["verdict"] == "partial" and row["per_shape"] == {"circle": "correct"}
+    assert row["comment"] == "close"
+    assert reader.list_ratings().iloc[1]["per_shape"] is None
+    with pytest.raises(ValueError, match="verdict"):
+        store.save_rating("r", "run1", "mnist", 3, "x", "meh")
+
+
+def test_datasets_round_trip(store: Store, reader: Store, tmp_path: Path) -> None:
+    manifest = {"seed": 0, "splits": {"train": 10}}
+    store.register_dataset("abc123", "small", tmp_path / "ds", "paper", "paper", 10, 2, 3, manifest)
+    for key in ("abc123", "small"):
+        got = reader.get_dataset(key)
+        assert got.id == "abc123" and got.manifest == manifest and got.n_test == 3
+        assert got.path == str(tmp_path / "ds")
+    store.register_dataset("abc123", "renamed", tmp_path / "ds", "paper", "paper", 10, 2, 3, manifest)
+    assert reader.get_dataset("renamed").id == "abc123"
+    assert len(reader.list_datasets()) == 1
+    assert reader.get_dataset("nope") is None
+
+
+def test_runs_round_trip(store: Store, reader: Store) -> None:
+    store.upsert_run("r1", "finetune", "smollm2", {"lr": 1e-4}, "queued", "runs/r1")
+    store.upsert_run("r2", "evaluate", None, {}, "done", None)
+    store.update_run_status("r1", "running")
+    run = reader.get_run("r1")
+    assert run.status == "running" and run.config == {"lr": 1e-4} and run.path == "runs/r1"
+    assert run.updated_at >= run.created_at
+    assert reader.list_runs(kind="evaluate")["id"].tolist() == ["r2"]
+    assert len(reader.list_runs()) == 2
+    with pytest.raises(KeyError):
+        store.update_run_status("nope", "done")
+    with pytest.raises(ValueError, match="kind"):
+        store.upsert_run("r3", "train", None, {}, "queued", None)
+
+
+def test_jobs_round_trip(store: Store, reader: Store) -> None:
+    store.upsert_job("j1", "r1", "local", {"cmd": ["python"]}, "submitted")
+    finished = datetime(2026, 1, 2, 3, 4, 5)
+    store.update_job("j1", status="succeeded", pid=4242, finished_at=finished, message="ok")
+    job = reader.get_job("j1")
+    assert job.status == "succeeded" and job.pid == 4242 and job.finished_at == finished
+    assert job.spec == {"cmd": ["python"]} and job.message == "ok" and job.backend == "local"
+    assert reader.list_jobs(status="succeeded")["id"].tolist() == ["j1"]
+    assert len(reader.list_jobs(run_id="other")) == 0
+    with pytest.raises(ValueError):
+        store.update_job("j1", colour="red")
+    with pytest.raises(KeyError):
+        store.update_job("nope", status="x")
+    assert reader.get_job("nope") is None
+
+
+def test_predictions_and_metrics_round_trip(store: Store, reader: Store) -> None:
+    rows = [{"sample_index": i, "prompt_encoding": "f a", "prediction": f"{i} circle",
+             "truth": "1 circle", "parsed": {"circle": i}} for i in range(3)]
+    assert store.save_predictions("r1", "test", rows) == 3
+    store.save_predictions("r1", "val", [{"sample_index": 0, "prediction": "x"}])
+    store.save_predictions("r1", "test", rows[:2])  # replaces, does not append
+    df = reader.get_predictions("r1", "test")
+    assert df["sample_index"].tolist() == [0, 1]
+    assert df.iloc[1]["parsed"] == {"circle": 1} and df.iloc[1]["truth"] == "1 circle"
+    assert len(reader.get_predictions("r1")) == 3
+    assert reader.get_predictions("r1", "val").iloc[0]["parsed"] is None
+    assert store.save_predictions("r2", "test", []) == 0
+
+    store.save_metrics("r1", "test", {"bleu": 10.0})
+    store.save_metrics("r1", "test", {"bleu": 12.5})
+    store.save_metrics("r2", "test", {"bleu": 1.0})
+    m = reader.get_metrics("r1")
+    assert len(m) == 1 and m.iloc[0]["metrics"] == {"bleu": 12.5}
+    assert len(reader.get_metrics()) == 2
+
+
+def test_conversations_round_trip(store: Store, reader: Store) -> None:
+    image = {"source": "drawing", "index": None, "pixels": list(range(256)) * 3 + [0] * 16}
+    cid = store.create_conversation("my 7", image=image, encoding="f...", threshold_set="paper",
+                                    model="smollm2")
+    assert store.add_message(cid, "user", "what do you see?") == 0
+    assert store.add_message(cid, "assistant", "1 line") == 1
+    conv = reader.get_conversation(cid)
+    assert conv.image == image and conv.title == "my 7" and conv.model == "smollm2"
+    msgs = reader.get_messages(cid)
+    assert [m.content for m in msgs] == ["what do you see?", "1 line"]
+    assert isinstance(msgs[0], Message) and msgs[1].role == "assistant"
+    other = store.create_conversation("empty")
+    df = reader.list_conversations()
+    assert df["id"].tolist() == [other, cid] and df["n_messages"].tolist() == [0, 2]
+    with pytest.raises(ValueError, match="role"):
+        store.add_message(cid, "robot", "x")
+    with pytest.raises(KeyError):
+        store.add_message(999, "user", "x")
+
+
+def test_counts(store: Store, reader: Store) -> None:
+    store.save_threshold_set("a", THRESHOLDS)
+    store.add_samples("synthetic", "train", labels=[None, None])
+    counts = reader.counts()
+    assert set(counts) == set(TABLES)
+    assert counts["threshold_sets"] == 1 and counts["samples"] == 2 and counts["runs"] == 0
+
+
+def test_read_jsonl_tolerates_truncated_last_line(tmp_path: Path) -> None:
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.0, "eval_loss": 2.2}\n{"step": 3, "lo')
+    df = read_jsonl(log)
+    assert df["step"].tolist() == [1, 2]
+    assert df["loss"].tolist() == [2.5, 2.0]
+    assert Store.read_jsonl(log)["eval_loss"].iloc[1] == 2.2
+
+
+def test_read_jsonl_missing_or_empty(tmp_path: Path) -> None:
+    assert read_jsonl(tmp_path / "missing.jsonl").empty
+    (tmp_path / "empty.jsonl").write_text("")
+    assert read_jsonl(tmp_path / "empty.jsonl").empty
+    (tmp_path / "half.jsonl").write_text('{"step": 1, "lo')
+    assert read_jsonl(tmp_path / "half.jsonl").empty
+
+
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+open(sys.argv[3], "w").close()  # marks the release
+con.close()
+"""
+
+
+def test_waits_for_another_process_then_succeeds(db: Path, tmp_path: Path) -> None:
+    released = tmp_path / "released"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(db), "1.0", str(released)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError, match="another process"):
+            Store(db, lock_timeout=0.2).counts()
+        assert Store(db, lock_timeout=30).counts()["samples"] == 0
+        assert released.exists()  # the call waited for the holder to let go
+    finally:
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
