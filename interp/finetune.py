@@ -74,7 +74,7 @@ class FinetuneConfig:
     bf16: bool = True
     """bf16 compute: autocast on CPU (~1.5× faster here), bf16 compute dtype for 4-bit on CUDA."""
     quantize_4bit: bool | None = None
-    """QLoRA 4-bit NF4 + double quantisation; default: on for CUDA, impossible on CPU."""
+    """QLoRA 4-bit NF4 + double quantisation; default: the preset's choice on CUDA (Mistral/Mixtral), never on CPU."""
     threads: int | None = None
     """torch CPU threads (default: all cores)."""
 
@@ -99,13 +99,6 @@ class FinetuneConfig:
     def from_dict(cls, d: dict) -> "FinetuneConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def resolve_device(device: str) -> str:
-    """'auto' → 'cuda' when a GPU is visible, else 'cpu'."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -209,15 +202,16 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
-    from interp.models import load_model, load_tokenizer
+    from interp.models import load_model, load_tokenizer, resolve_device
     from interp.presets import get_preset
 
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = get_preset(cfg.preset)
-    quantize = (device == "cuda") if cfg.quantize_4bit is None else cfg.quantize_4bit
-    if quantize and device != "cuda":
+    # QLoRA by the preset's default (7B-class models) on CUDA; never on CPU.
+    quantize = (device.startswith("cuda") and preset.quantize_4bit) if cfg.quantize_4bit is None else cfg.quantize_4bit
+    if quantize and not device.startswith("cuda"):
         raise ValueError("4-bit quantisation needs CUDA; use --no-quantize-4bit on CPU")
     lr = cfg.learning_rate or preset.learning_rate
     batch = cfg.batch_size or preset.batch_size
