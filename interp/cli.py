@@ -77,6 +77,144 @@ def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+# --- language, encoding, thresholds -----------------------------------------------------------
+
+@command("parse")
+def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.language import parse_description
+
+    parsed = parse_description(args.text)
+    result = {"counts": parsed.counts, "total": parsed.total, "well_formed": parsed.well_formed}
+    if args.json:
+        _print_json(result)
+    else:
+        items = ", ".join(f"{n} {s}" for s, n in parsed.counts.items() if n) or "no shapes"
+        print(f"{items}; stated total {parsed.total}; well-formed: {parsed.well_formed}")
+    return 0
+
+
+def _threshold_set(spec: str | None, paths: Paths):
+    """A ThresholdSet from a JSON file, a name in the store, or the store's default."""
+    from interp.thresholds import ThresholdSet
+
+    if spec and Path(spec).exists():
+        return ThresholdSet.load(Path(spec))
+    from interp.store import Store
+
+    record = Store(paths.db_path).get_threshold_set(spec)
+    if record is None:
+        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
+    return ThresholdSet(name=record.name, thresholds=tuple(map(tuple, record.thresholds)), notes=record.notes)
+
+
+@command("encode")
+def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
+    import numpy as np
+
+    from interp.encoding import encode_activations
+
+    if (args.activations is None) == (args.image is None):
+        raise ValueError("give exactly one of --activations A.npy or --image PNG")
+    if args.activations:
+        acts = np.load(args.activations, allow_pickle=False)
+    else:
+        from interp.activations import image_activations
+        from interp.images import prepare_upload
+        from interp.target import load_target
+
+        _, image = prepare_upload(Path(args.image).read_bytes())
+        acts = image_activations(load_target(paths.target_dir), image)
+    if acts.shape != (8, 14, 14):
+        raise ValueError(f"activations must have shape [8, 14, 14], got {list(acts.shape)}")
+    thresholds = _threshold_set(args.thresholds, paths)
+    print(encode_activations(acts, thresholds.as_array(), encoder=args.encoder)[0])
+    return 0
+
+
+@command("thresholds calibrate")
+def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.reference import calibrate_default
+
+    tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist)
+    if args.json_out:
+        tset.save(Path(args.json_out))
+    from interp.store import Store
+
+    Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
+                                            make_default=args.make_default)
+    print(f"threshold set '{tset.name}' saved" + (" as the default" if args.make_default else ""))
+    print("filter   t1      t2      t3      t4     occupancy z/l/m/h/v")
+    for f, (row, occ) in enumerate(zip(tset.as_array(), occupancy)):
+        print(f"{f:>6} " + " ".join(f"{t:7.3f}" for t in row) + "   " + " ".join(f"{o:4.0%}" for o in occ))
+    return 0
+
+
+@command("thresholds list")
+def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.store import Store
+
+    df = Store(paths.db_path).list_threshold_sets()
+    print(df[["name", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
+    return 0
+
+
+# --- datasets, models, fine-tuning -------------------------------------------------------------
+
+@command("dataset build")
+def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.configs import config_from_args
+    from interp.dataset import DatasetConfig, build_dataset_in
+
+    cfg = config_from_args(DatasetConfig, args)
+    manifest = build_dataset_in(paths, cfg)
+    print(f"dataset '{cfg.name}' ({manifest['hash']}): {manifest['n_train']} train / {manifest['n_val']} val / "
+          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, encoder '{cfg.encoder}', "
+          f"thresholds '{manifest['threshold_set']['name']}' → {paths.datasets_dir / cfg.name}")
+    return 0
+
+
+@command("dataset stats")
+def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.dataset import token_stats
+    from interp.finetune import resolve_dataset
+    from interp.models import load_tokenizer
+
+    stats = token_stats(resolve_dataset(args.dataset, paths.datasets_dir),
+                        load_tokenizer(args.tokenizer, paths.models_dir), limit=args.limit)
+    _print_json(stats)
+    return 0
+
+
+@command("models list")
+def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.models import is_fetched
+    from interp.presets import list_presets
+
+    for p in list_presets():
+        mark = "fetched" if is_fetched(p.name, paths.models_dir) else "-"
+        print(f"{p.name:<14} {mark:<8} lr {p.learning_rate:<8g} batch {p.batch_size}  {p.description}")
+    return 0
+
+
+@command("models fetch")
+def cmd_models_fetch(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.models import fetch_model
+
+    print(f"{args.name}: {fetch_model(args.name, paths.models_dir)}")
+    return 0
+
+
+@command("finetune")
+def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.configs import config_from_args
+    from interp.finetune import FinetuneConfig, finetune
+
+    cfg = config_from_args(FinetuneConfig, args)
+    result = finetune(cfg, paths.models_dir, paths.datasets_dir)
+    print(f"adapter saved to {result.adapter_dir} after {result.steps} steps")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.configs import add_config_args
     from interp.target import TargetConfig
@@ -102,6 +240,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {accuracy, n, source} as JSON")
     p.set_defaults(cmd="target eval")
 
+
+    p = sub.add_parser("parse", help="parse an interpreter output into shape counts")
+    p.add_argument("text", help="the description text, e.g. 'Image with 2 shapes: 1 corner, 1 ellipse'")
+    p.add_argument("--json", action="store_true", help="print {counts, total, well_formed} as JSON")
+    p.set_defaults(cmd="parse")
+
+    from interp.encoding import list_encoders
+
+    p = sub.add_parser("encode", help="encode conv1 activations c(a) as text")
+    p.add_argument("--activations", help="an .npy file holding a float [8, 14, 14] array")
+    p.add_argument("--image", help="an image file, run through the target CNN")
+    p.add_argument("--thresholds", help="threshold set: a JSON file or a name in the store (default: the default set)")
+    p.add_argument("--encoder", default="paper", choices=list_encoders(), help="encoding (default: paper)")
+    p.set_defaults(cmd="encode")
+
+    th = sub.add_parser("thresholds", help="calibrate and list bin threshold sets").add_subparsers(
+        dest="thresholds_cmd", required=True, metavar="ACTION")
+    p = th.add_parser("calibrate", help="calibrate per-filter thresholds on synthetic + MNIST activations")
+    p.add_argument("--name", default="calibrated", help="name of the new set")
+    p.add_argument("--n-synthetic", type=int, default=2000, help="synthetic reference images")
+    p.add_argument("--n-mnist", type=int, default=2000, help="MNIST training images in the reference set")
+    p.add_argument("--json-out", help="also write the set as JSON here")
+    p.add_argument("--make-default", action="store_true", help="make it the default set")
+    p.set_defaults(cmd="thresholds calibrate")
+    p = th.add_parser("list", help="list the threshold sets in the store")
+    p.set_defaults(cmd="thresholds list")
+
+    from interp.dataset import DatasetConfig
+    from interp.finetune import FinetuneConfig
+
+    ds = sub.add_parser("dataset", help="build D_interpret and report its token counts").add_subparsers(
+        dest="dataset_cmd", required=True, metavar="ACTION")
+    p = ds.add_parser("build", help="generate shapes + annotated MNIST, encode, split, write JSONL")
+    add_config_args(p, DatasetConfig)
+    p.set_defaults(cmd="dataset build")
+    p = ds.add_parser("stats", help="tokens per sample for a tokenizer")
+    p.add_argument("--dataset", default="default", help="dataset name or folder")
+    p.add_argument("--tokenizer", default="smollm2-135m", help="model preset whose tokenizer counts")
+    p.add_argument("--limit", type=int, default=300, help="samples to count")
+    p.set_defaults(cmd="dataset stats")
+
+    md = sub.add_parser("models", help="list and fetch interpreter base models").add_subparsers(
+        dest="models_cmd", required=True, metavar="ACTION")
+    p = md.add_parser("list", help="model presets and whether they are fetched")
+    p.set_defaults(cmd="models list")
+    p = md.add_parser("fetch", help="download (and convert) a model preset, cached")
+    p.add_argument("name", help="preset name, Hugging Face id or local folder")
+    p.set_defaults(cmd="models fetch")
+
+    p = sub.add_parser("finetune", help="fine-tune an interpreter with LoRA / QLoRA (§3.3)")
+    add_config_args(p, FinetuneConfig)
+    p.set_defaults(cmd="finetune")
+
     for register in EXTRA_PARSERS:
         register(sub)
     return parser
@@ -116,6 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.cmd](args, Paths.from_env())
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

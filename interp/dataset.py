@@ -164,3 +164,21 @@ def token_stats(dataset_dir: Path, tokenizer, split: str = "train", limit: int =
     enc = np.array([len(tokenizer(r["encoding"], add_special_tokens=False)["input_ids"]) for r in rows])
     return {"n": len(rows), "tokens_mean": float(whole.mean()), "tokens_max": int(whole.max()),
             "encoding_tokens_mean": float(enc.mean()), "encoding_tokens_max": int(enc.max())}
+
+
+def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
+    """Build with the project's target, store and MNIST; register the result in the store."""
+    from interp.cli import _threshold_set
+    from interp.mnist import load_mnist
+    from interp.store import Store
+    from interp.target import load_target
+
+    store = Store(paths.db_path)
+    thresholds = _threshold_set(cfg.threshold_set, paths)
+    annotations = store.list_annotations(image_source="mnist").to_dict("records") if cfg.include_mnist else []
+    out = paths.datasets_dir / cfg.name
+    manifest = build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations,
+                             load_mnist(paths.data_dir).test.images, out)
+    store.register_dataset(manifest["hash"], cfg.name, str(out), thresholds.name, cfg.encoder,
+                           manifest["n_train"], manifest["n_val"], manifest["n_test"], manifest)
+    return manifest

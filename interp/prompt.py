@@ -12,14 +12,17 @@ QUESTION_SIGNIFIER = "### Question:"
 ANSWER_SIGNIFIER = "### Answer:"
 
 TASK = (
-    "Below are the activations of the first convolutional layer of a CNN trained on MNIST, "
-    "for one 28x28 grey-scale image: 8 filters, each a 14x14 map, {encoding_note}. "
-    "Name the shapes in the image and count them."
+    "Activations of the first conv layer of a CNN trained on MNIST, for one 28x28 image: "
+    "8 filters of 14x14 cells, {encoding_note}. Name and count the shapes in the image."
 )
 
 # One line per encoder so the prompt tells the model how to read its input.
 ENCODING_NOTES = {
     "paper": "each filter starts with 'f', then one letter per cell: z zero, l low, m medium, h high, v very high",
+    "rle": "each filter starts with 'f', then one letter per cell (z zero, l low, m medium, h high, v very high), "
+           "z<n> for n zero cells",
+    "compact": "each filter starts with a line 'f', then one line per row: a space skips an empty cell, "
+               "each letter of a word gives one cell's level",
 }
 DEFAULT_NOTE = "encoded as text, one block per filter"
 

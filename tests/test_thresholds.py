@@ -1,0 +1,163 @@
+"""Threshold sets: validation, JSON round trip, calibration, bin occupancy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from interp.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds, validate_thresholds
+
+GOOD = [[0.0, 0.1, 0.2, 0.3]] * 8
+
+
+def test_threshold_set_round_trips_through_dict_and_file(tmp_path):
+    rows = np.arange(32, dtype=float).reshape(8, 4) / 10
+    ts = ThresholdSet("calibrated", rows, notes="by hand")
+    assert ts.thresholds[3] == (1.2, 1.3, 1.4, 1.5)  # stored as plain tuples
+    d = ts.to_dict()
+    assert d == {"name": "calibrated", "thresholds": rows.tolist(), "notes": "by hand"}
+    assert json.loads(json.dumps(d)) == d
+    assert ThresholdSet.from_dict(d) == ts
+    ts.save(tmp_path / "t.json")
+    assert ThresholdSet.load(tmp_path / "t.json") == ts
+    arr = ts.as_array()
+    assert arr.dtype == np.float64 and arr.shape == (8, 4)
+    np.testing.assert_array_equal(arr, rows)
+
+
+def test_threshold_set_is_frozen_and_hashable():
+    ts = ThresholdSet("zero", GOOD)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ts.name = "other"  # type: ignore[misc]
+    assert hash(ts) == hash(ThresholdSet("zero", np.array(GOOD)))
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown"):
+        ThresholdSet.from_dict({"name": "x", "thresholds": GOOD, "typo": 1})
+
+
+def _with(f: int, row: list[float]) -> list[list[float]]:
+    rows = [list(r) for r in GOOD]
+    rows[f] = row
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (_with(3, [0.0, 0.5, 0.4, 0.6]), r"^filter 3: thresholds must be non-decreasing \(t2=0.5 > t3=0.4\)$"),
+        (_with(0, [-0.1, 0.5, 0.6, 0.7]), r"^filter 0: t1 must be >= 0 \(t1=-0.1\)"),
+        (_with(5, [0.0, float("nan"), 0.6, 0.7]), r"^filter 5: thresholds must be finite \(t2=nan\)$"),
+        (_with(7, [0.0, 0.1, 0.2, float("inf")]), r"^filter 7: thresholds must be finite \(t4=inf\)$"),
+        (_with(2, [0.0, 0.1, 0.2]), r"^filter 2: expected 4 thresholds"),
+        (GOOD[:7], r"shape \[8, 4\] \(one row t1..t4 per conv1 filter\), got \[7, 4\]"),
+        (np.zeros((8, 5)), r"got \[8, 5\]"),
+        (np.zeros(32), r"got \[32\]"),
+        ([["a", "b", "c", "d"]] * 8, r"numbers"),
+    ],
+)
+def test_invalid_thresholds_raise_naming_the_problem(table, message):
+    with pytest.raises(ValueError, match=message):
+        validate_thresholds(table)
+    with pytest.raises(ValueError, match=message):
+        ThresholdSet("bad", table)
+
+
+def test_ties_are_allowed():
+    np.testing.assert_array_equal(validate_thresholds([[0.2] * 4] * 8), np.full((8, 4), 0.2))
+
+
+@st.composite
+def reference_activations(draw):
+    """Random ReLU-like activations [n, 8, 14, 14] plus a blank response [8] (some filters all silent)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(1, 6))
+    scale = rng.uniform(0.01, 5.0, size=(1, 8, 1, 1))
+    acts = np.maximum(rng.normal(size=(n, 8, 14, 14)) * scale, 0)
+    acts[:, rng.random(8) < 0.2] = 0.0  # dead filters
+    blank = rng.uniform(0, 0.5, size=8) * (rng.random(8) < 0.7)
+    return acts.astype(np.float32), blank
+
+
+@settings(max_examples=60, deadline=None)
+@given(reference_activations(), st.floats(0, 0.2))
+def test_calibration_gives_valid_monotone_thresholds_above_the_blank_response(data, margin):
+    acts, blank = data
+    ts = calibrate_thresholds(acts, blank, margin=margin)
+    t = ts.as_array()
+    validate_thresholds(t)
+    assert (np.diff(t, axis=1) >= 0).all()
+    assert (t[:, 0] >= blank).all()
+    for f in range(8):
+        above = acts[:, f][acts[:, f] > t[f, 0]]
+        if above.size == 0:
+            assert (t[f] == t[f, 0]).all()  # nothing above t1: every cell of the filter is z
+        else:
+            assert above.min() <= t[f, 1] <= t[f, 3] <= above.max()
+
+
+def test_calibration_quantiles_split_the_signal_as_documented():
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, size=(200, 8, 14, 14))
+    ts = calibrate_thresholds(acts, np.zeros(8), margin=0.0)
+    t = ts.as_array()
+    np.testing.assert_allclose(t[:, 0], 0.0)
+    np.testing.assert_allclose(t[:, 1:], np.tile([0.4, 0.7, 0.9], (8, 1)), atol=0.01)
+    assert ts.name == "calibrated" and "40%" in ts.notes
+
+
+def test_calibration_accepts_blank_maps_and_rejects_bad_shapes():
+    acts = np.ones((2, 8, 14, 14))
+    blank_map = np.zeros((8, 14, 14))
+    blank_map[2, 5, 5] = 0.3
+    t = calibrate_thresholds(acts * 2, blank_map, margin=0).as_array()
+    assert t[2, 0] == pytest.approx(0.3) and t[0, 0] == 0.0
+    with pytest.raises(ValueError, match=r"\[n, 8, 14, 14\]"):
+        calibrate_thresholds(np.ones((8, 14, 14)), np.zeros(8))
+    with pytest.raises(ValueError, match="blank_response"):
+        calibrate_thresholds(acts, np.zeros(7))
+
+
+def test_blank_image_of_the_target_is_all_no_signal(target_model, mnist):
+    """FACTS: a blank image gives each filter a small positive response; calibrated t1 makes it z."""
+    from interp.activations import blank_response, capture_conv1
+    from interp.encoding import bin_activations
+
+    ref = capture_conv1(target_model, mnist.train.images[:200])
+    blank = blank_response(target_model)
+    ts = calibrate_thresholds(ref, blank)
+    assert (ts.as_array()[:, 0] >= blank).all()
+    blank_bins = bin_activations(capture_conv1(target_model, np.zeros((1, 28, 28), np.uint8)), ts)
+    assert (blank_bins == 0).all()
+    occupancy = bin_occupancy(bin_activations(ref, ts))
+    assert (occupancy[:, 1:].sum(1) > 0.05).all()  # every filter carries some signal on digits
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 5), st.floats(0, 1))
+def test_bin_occupancy_rows_are_shares_summing_to_one(seed, n, p_zero):
+    rng = np.random.default_rng(seed)
+    bins = rng.integers(0, 5, size=(n, 8, 14, 14)) * (rng.random((n, 8, 14, 14)) > p_zero)
+    occ = bin_occupancy(bins)
+    assert occ.shape == (8, 5)
+    np.testing.assert_allclose(occ.sum(1), 1.0)
+    for f in range(8):
+        np.testing.assert_allclose(occ[f], np.bincount(bins[:, f].ravel(), minlength=5) / bins[:, f].size)
+
+
+def test_bin_occupancy_hand_case_and_errors():
+    bins = np.zeros((8, 14, 14), np.int8)
+    bins[1, 0, :4] = [1, 2, 3, 4]
+    occ = bin_occupancy(bins)  # one sample [8, 14, 14] is accepted
+    np.testing.assert_allclose(occ[0], [1, 0, 0, 0, 0])
+    np.testing.assert_allclose(occ[1], [192 / 196, 1 / 196, 1 / 196, 1 / 196, 1 / 196])
+    with pytest.raises(ValueError, match="0..4"):
+        bin_occupancy(bins + 5)
+    with pytest.raises(ValueError, match=r"\[n, 8, 14, 14\]"):
+        bin_occupancy(np.zeros((2, 7, 14, 14), np.int8))
