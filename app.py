@@ -1,11 +1,25 @@
 """Neurons to Words: the Streamlit app. Pages only render; the work lives in `interp/`."""
 
+from pathlib import Path
+
 import streamlit as st
 
 st.set_page_config(page_title="Neurons to Words", page_icon="🧠", layout="wide")
 
-PAGES = {
-    "Overview": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+HERE = Path(__file__).parent
+LAYOUT = {
+    "Overview": [("home", "Home", "🏠")],
+    "Explore": [("input", "Draw & upload", "✏️"), ("activations", "Activations", "🔥"),
+                ("shapes", "Shapes", "🔷"), ("binning", "Binning", "🎚️"), ("filters", "Filters", "🔍")],
+    "Interpret": [("chat", "Chat", "💬"), ("compare", "Compare", "⚖️"), ("jobs", "Fine-tuning jobs", "🚀"),
+                  ("labeling", "Labeling", "🏷️")],
 }
 
-st.navigation(PAGES).run()
+pages = {}
+for group, items in LAYOUT.items():
+    found = [st.Page(HERE / "pages" / f"{name}.py", title=title, icon=icon, default=name == "home")
+             for name, title, icon in items if (HERE / "pages" / f"{name}.py").exists()]
+    if found:
+        pages[group] = found
+
+st.navigation(pages).run()

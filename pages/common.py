@@ -1,10 +1,19 @@
-"""App-side cache wrappers: the only place that holds models and reference data across reruns."""
+"""App-side state and caches: the only place that holds models and reference data across reruns.
+
+Shared across pages through ``st.session_state``: the current image (uint8 [28, 28]) with a
+label saying where it came from, and the name of the active threshold set.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from interp.settings import Paths
+
+IMAGE_KEY = "current_image"
+IMAGE_LABEL_KEY = "current_image_label"
+THRESHOLDS_KEY = "active_threshold_set"
 
 
 @st.cache_resource
@@ -26,8 +35,45 @@ def mnist():
     return load_mnist(paths().data_dir)
 
 
+@st.cache_resource(show_spinner="Loading tokenizer…")
+def tokenizer(preset: str = "smollm2-135m"):
+    """None when the model is not fetched (pages then show character counts only)."""
+    from interp.models import ModelUnavailable, load_tokenizer
+
+    try:
+        return load_tokenizer(preset, paths().models_dir)
+    except (ModelUnavailable, OSError, KeyError):
+        return None
+
+
 def store():
     """A Store is cheap: it opens a DuckDB connection per call, so other processes can write too."""
     from interp.store import Store
 
     return Store(paths().db_path)
+
+
+def current_image() -> tuple[np.ndarray, str]:
+    """The image every page works on; the first MNIST test digit until the user picks another."""
+    if IMAGE_KEY not in st.session_state:
+        data = mnist()
+        set_current_image(data.test.images[0], f"MNIST test #0 (label {int(data.test.labels[0])})")
+    return st.session_state[IMAGE_KEY], st.session_state[IMAGE_LABEL_KEY]
+
+
+def set_current_image(image: np.ndarray, label: str) -> None:
+    st.session_state[IMAGE_KEY] = np.asarray(image, dtype=np.uint8)
+    st.session_state[IMAGE_LABEL_KEY] = label
+
+
+def active_threshold_set():
+    """The ThresholdSet chosen on the Binning page, else the store's default."""
+    from interp.thresholds import ThresholdSet
+
+    record = store().get_threshold_set(st.session_state.get(THRESHOLDS_KEY))
+    if record is None:
+        record = store().get_threshold_set()
+    if record is None:
+        st.error("No threshold set in the store: run `python -m interp setup`.")
+        st.stop()
+    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
