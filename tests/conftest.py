@@ -42,3 +42,33 @@ def mnist():
     from interp.mnist import load_mnist
 
     return load_mnist(ROOT / "data")
+
+
+# Tiny language models built in the test (never downloaded): the real code paths on CPU.
+PROMPT = "Activations:\n### Input: fzzlmhvzz\n### Output: "
+COMPLETION = "Image with 2 shapes: 1 corner, 1 ellipse\n"
+
+
+def tiny_tokenizer(directory: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([PROMPT, COMPLETION] * 20, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "</s>", "<pad>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tok.save_pretrained(directory)
+    return tok
+
+
+def tiny_model(kind: str, directory: Path, vocab: int) -> None:
+    from transformers import MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM
+
+    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                  bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    if kind == "mistral":
+        model = MistralForCausalLM(MistralConfig(**common))
+    else:
+        model = MixtralForCausalLM(MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
+    model.save_pretrained(directory)

@@ -9,34 +9,8 @@ import pytest
 import torch
 
 from interp.finetune import FinetuneConfig, PadCollator, finetune, tokenize_example
+from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
 
-PROMPT = "Activations:\n### Input: fzzlmhvzz\n### Output: "
-COMPLETION = "Image with 2 shapes: 1 corner, 1 ellipse\n"
-
-
-def _tiny_tokenizer(directory: Path):
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([PROMPT, COMPLETION] * 20, vocab_size=300, min_frequency=1,
-                            special_tokens=["<s>", "</s>", "<pad>"])
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    tok.save_pretrained(directory)
-    return tok
-
-
-def _tiny_model(kind: str, directory: Path, vocab: int) -> None:
-    from transformers import MistralConfig, MistralForCausalLM, MixtralConfig, MixtralForCausalLM
-
-    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                  bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    if kind == "mistral":
-        model = MistralForCausalLM(MistralConfig(**common))
-    else:
-        model = MixtralForCausalLM(MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
-    model.save_pretrained(directory)
 
 
 def _dataset(directory: Path, n: int = 8) -> Path:
@@ -52,8 +26,8 @@ def _dataset(directory: Path, n: int = 8) -> Path:
 def tiny(tmp_path: Path, request) -> dict:
     kind = getattr(request, "param", "mistral")
     model_dir = tmp_path / f"tiny-{kind}"
-    tok = _tiny_tokenizer(model_dir)
-    _tiny_model(kind, model_dir, len(tok))
+    tok = tiny_tokenizer(model_dir)
+    tiny_model(kind, model_dir, len(tok))
     return {"model": model_dir, "data": _dataset(tmp_path / "ds"), "tok": tok, "tmp": tmp_path}
 
 
