@@ -215,6 +215,21 @@ def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+@command("metrics")
+def cmd_metrics(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.metrics import main_metrics
+
+    result = main_metrics(Path(args.predictions))
+    if args.json:
+        _print_json(result)
+    else:
+        for key in ("n", "accuracy", "precision", "recall", "f1", "iou", "fdr", "fnr", "fpr", "bleu", "rouge1",
+                    "rouge2", "edit_distance", "well_formed"):
+            value = result[key]
+            print(f"{key:<14} {value:.4f}" if isinstance(value, float) else f"{key:<14} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.configs import add_config_args
     from interp.target import TargetConfig
@@ -292,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="fine-tune an interpreter with LoRA / QLoRA (§3.3)")
     add_config_args(p, FinetuneConfig)
     p.set_defaults(cmd="finetune")
+
+    p = sub.add_parser("metrics", help="score predictions with the paper's Table 1 metrics")
+    p.add_argument("--predictions", required=True, help='JSONL, one {"prediction": text, "truth": text} per line')
+    p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
+    p.set_defaults(cmd="metrics")
 
     for register in EXTRA_PARSERS:
         register(sub)
