@@ -144,7 +144,7 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
                                             make_default=args.make_default)
     print(f"threshold set '{tset.name}' saved" + (" as the default" if args.make_default else ""))
     print("filter   t1      t2      t3      t4     occupancy z/l/m/h/v")
-    for f, (row, occ) in enumerate(zip(tset.as_array(), occupancy)):
+    for f, (row, occ) in enumerate(zip(tset.as_array(), occupancy, strict=True)):
         print(f"{f:>6} " + " ".join(f"{t:7.3f}" for t in row) + "   " + " ".join(f"{o:4.0%}" for o in occ))
     return 0
 

@@ -77,3 +77,43 @@ def active_threshold_set():
         st.error("No threshold set in the store: run `python -m interp setup`.")
         st.stop()
     return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+
+
+# --- Binning and Filters pages: reference statistics and filter pictures ---------------------------
+
+@st.cache_resource(show_spinner="Computing conv1 activations of the reference set…")
+def reference_activations(n_synthetic: int = 1000, n_mnist: int = 1000) -> np.ndarray:
+    """Read-only float32 [n, 8, 14, 14]: generated shapes + a seeded MNIST-train sample (`interp.reference`)."""
+    from interp.activations import capture_conv1
+    from interp.reference import reference_images
+
+    acts = capture_conv1(target_model(), reference_images(mnist().train.images, n_synthetic, n_mnist))
+    acts.setflags(write=False)  # shared by every session: nobody may edit it in place
+    return acts
+
+
+@st.cache_resource
+def reference_histograms(bins: int = 60):
+    """Per-filter histograms of `reference_activations()`: 8 × (counts, edges)."""
+    from interp.binning import filter_histograms
+
+    return filter_histograms(reference_activations(), bins)
+
+
+@st.cache_resource(show_spinner="Calibrating thresholds on the reference set…")
+def calibrated_thresholds():
+    """The project's heuristic ThresholdSet (`calibrate_thresholds`) on `reference_activations()`."""
+    from interp.activations import blank_response
+    from interp.binning import calibrated
+
+    return calibrated(reference_activations(), blank_response(target_model()))
+
+
+@st.cache_resource(show_spinner="Optimising one input per filter…")
+def dream_images(objective: str = "mean") -> np.ndarray:
+    """Activation-maximisation images float [8, 28, 28] of the target's conv1 filters (`interp.filters.dream`)."""
+    from interp.filters import DreamConfig, dream
+
+    images = dream(target_model(), DreamConfig(objective=objective))
+    images.setflags(write=False)
+    return images

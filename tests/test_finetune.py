@@ -12,7 +12,6 @@ from interp.finetune import FinetuneConfig, PadCollator, finetune, tokenize_exam
 from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
 
 
-
 def _dataset(directory: Path, n: int = 8) -> Path:
     directory.mkdir(parents=True)
     row = json.dumps({"prompt": PROMPT, "completion": COMPLETION})
