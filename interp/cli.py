@@ -93,20 +93,6 @@ def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def _threshold_set(spec: str | None, paths: Paths):
-    """A ThresholdSet from a JSON file, a name in the store, or the store's default."""
-    from interp.thresholds import ThresholdSet
-
-    if spec and Path(spec).exists():
-        return ThresholdSet.load(Path(spec))
-    from interp.store import Store
-
-    record = Store(paths.db_path).get_threshold_set(spec)
-    if record is None:
-        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
-    return ThresholdSet(name=record.name, thresholds=tuple(map(tuple, record.thresholds)), notes=record.notes)
-
-
 @command("encode")
 def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
     import numpy as np
@@ -126,7 +112,9 @@ def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
         acts = image_activations(load_target(paths.target_dir), image)
     if acts.shape != (8, 14, 14):
         raise ValueError(f"activations must have shape [8, 14, 14], got {list(acts.shape)}")
-    thresholds = _threshold_set(args.thresholds, paths)
+    from interp.thresholds import resolve_threshold_set
+
+    thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
     print(encode_activations(acts, thresholds.as_array(), encoder=args.encoder)[0])
     return 0
 

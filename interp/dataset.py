@@ -168,13 +168,13 @@ def token_stats(dataset_dir: Path, tokenizer, split: str = "train", limit: int =
 
 def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
     """Build with the project's target, store and MNIST; register the result in the store."""
-    from interp.cli import _threshold_set
     from interp.mnist import load_mnist
     from interp.store import Store
     from interp.target import load_target
+    from interp.thresholds import resolve_threshold_set
 
     store = Store(paths.db_path)
-    thresholds = _threshold_set(cfg.threshold_set, paths)
+    thresholds = resolve_threshold_set(cfg.threshold_set, paths.db_path)
     annotations = store.list_annotations(image_source="mnist").to_dict("records") if cfg.include_mnist else []
     out = paths.datasets_dir / cfg.name
     manifest = build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations,

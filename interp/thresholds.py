@@ -169,3 +169,15 @@ def bin_occupancy(bins: np.ndarray) -> np.ndarray:
         raise ValueError(f"bins must lie in 0..{N_BINS - 1}")
     counts = np.stack([np.bincount(row, minlength=N_BINS) for row in per_filter])
     return counts / counts.sum(axis=1, keepdims=True)
+
+
+def resolve_threshold_set(spec: str | None, db_path: Path) -> ThresholdSet:
+    """A ThresholdSet from a JSON file, a set's name in the store, or (None) the store's default."""
+    if spec and Path(spec).exists():
+        return ThresholdSet.load(Path(spec))
+    from interp.store import Store
+
+    record = Store(db_path).get_threshold_set(spec)
+    if record is None:
+        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
+    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)

@@ -1,0 +1,72 @@
+"""D_prep → D_interpret: rows, splits, hashes, annotated MNIST, registration in the store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from interp.dataset import DatasetConfig, build_dataset, build_dataset_in, split_rows
+from interp.encoding import get_encoder
+from interp.language import parse_description
+from interp.prompt import build_prompt
+from interp.settings import ROOT
+from interp.thresholds import ThresholdSet
+
+DEFAULT = ThresholdSet.load(ROOT / "assets" / "thresholds" / "default.json")
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_build_writes_consistent_rows(tmp_path: Path, target_model, mnist) -> None:
+    cfg = DatasetConfig(name="t", n_synthetic=60, encoder="compact", val_share=0.1, test_share=0.1)
+    annotations = [{"image_index": 3, "counts": {"vertical": 1, "crossing": 1}},
+                   {"image_index": 3, "counts": {"vertical": 2}},  # newest annotation of an image wins
+                   {"image_index": 7, "counts": {"ellipse": 1}}]
+    manifest = build_dataset(cfg, target_model, DEFAULT, annotations, mnist.test.images, tmp_path / "t")
+    assert (manifest["n_train"], manifest["n_val"], manifest["n_test"]) == (50, 6, 6)
+    assert manifest["n_mnist"] == 2 and manifest["encoder"] == "compact"
+    rows = [r for s in ("train", "val", "test") for r in _rows(tmp_path / "t" / f"{s}.jsonl")]
+    assert len(rows) == 62
+    for r in rows:
+        assert r["prompt"] == build_prompt(r["encoding"], "compact")
+        assert r["completion"] == r["description"] + "\n"
+        parsed = parse_description(r["description"])
+        assert parsed.well_formed and parsed.counts == r["counts"]
+        assert get_encoder("compact").decode(r["encoding"]).shape == (8, 14, 14)
+    mnist_rows = {r["index"]: r for r in rows if r["source"] == "mnist"}
+    assert mnist_rows[3]["description"] == "Image with 2 shapes: 2 verticals"
+    assert mnist_rows[7]["description"] == "Image with 1 shape: 1 ellipse"
+
+
+def test_build_is_reproducible_and_hash_tracks_content(tmp_path: Path, target_model, mnist) -> None:
+    a = build_dataset(DatasetConfig(n_synthetic=20), target_model, DEFAULT, [], mnist.test.images, tmp_path / "a")
+    b = build_dataset(DatasetConfig(n_synthetic=20), target_model, DEFAULT, [], mnist.test.images, tmp_path / "b")
+    c = build_dataset(DatasetConfig(n_synthetic=20, seed=1), target_model, DEFAULT, [], mnist.test.images,
+                      tmp_path / "c")
+    assert a["hash"] == b["hash"] != c["hash"]
+    assert (tmp_path / "a" / "train.jsonl").read_bytes() == (tmp_path / "b" / "train.jsonl").read_bytes()
+
+
+def test_splits_are_disjoint_and_cover_everything() -> None:
+    rows = [{"i": i} for i in range(100)]
+    splits = split_rows(rows, DatasetConfig(val_share=0.1, test_share=0.2))
+    ids = [r["i"] for s in splits.values() for r in s]
+    assert sorted(ids) == list(range(100))
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (70, 10, 20)
+
+
+def test_build_in_project_registers_in_store(paths) -> None:
+    from interp.bootstrap import ensure_store
+    from interp.store import Store
+
+    list(ensure_store(paths))
+    Store(paths.db_path).save_annotation("ann", "mnist", 0, {"corner": 1}, "Image with 1 shape: 1 corner")
+    manifest = build_dataset_in(paths, DatasetConfig(name="small", n_synthetic=30))
+    record = Store(paths.db_path).get_dataset("small")
+    assert record is not None and record.id == manifest["hash"] and record.n_train == manifest["n_train"]
+    assert manifest["n_mnist"] == 1
+    assert np.isclose(manifest["threshold_set"]["thresholds"][0][0], DEFAULT.thresholds[0][0])
