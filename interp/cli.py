@@ -218,6 +218,71 @@ def cmd_metrics(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+# --- evaluation runs and baselines (§4, Table 1) ----------------------------------------------
+
+TABLE1_KEYS = ("n", "accuracy", "bleu", "rouge1", "rouge2", "iou", "edit_distance", "precision", "recall", "f1",
+               "fdr", "fnr", "fpr", "well_formed")
+
+
+def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json({"run_id": run_id, "eval_set": eval_set, **metrics})
+        return
+    print(f"run '{run_id}' on {eval_set}:")
+    for key in TABLE1_KEYS:
+        value = metrics[key]
+        print(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.evaluate import evaluate_spec
+
+    run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
+                                    run_id=args.run_id, offset=args.offset, dataset=args.dataset,
+                                    progress=not args.json)
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+@command("baseline majority")
+def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.baselines import run_majority
+
+    run_id, metrics = run_majority(paths, args.dataset, mode=args.mode, eval_set=args.set, n=args.n,
+                                   offset=args.offset, run_id=args.run_id, progress=not args.json)
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+@command("baseline probe")
+def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
+    import os
+
+    from interp.baselines import run_probe
+    from interp.configs import config_from_args
+    from interp.probe import ProbeConfig
+
+    os.nice(10)  # a side job: a fine-tuning run on the same CPU keeps priority
+    cfg = config_from_args(ProbeConfig, args)
+    run_id, metrics = run_probe(paths, args.dataset, cfg, eval_set=args.set, n=args.n, offset=args.offset,
+                                run_id=args.run_id, out=Path(args.out) if args.out else None, progress=not args.json)
+    if not args.json:
+        print(f"probe trained in {metrics['train_seconds']:.1f} s; last epoch {metrics['history'][-1]}")
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    from interp.evaluate import DEFAULT_N, EVAL_SETS
+
+    p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
+    p.add_argument("--offset", type=int, default=0, help="syn_eval seed offset (another disjoint set)")
+    p.add_argument("--run-id", help="id in the store (default: from the run folder / dataset name)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (no progress bar)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from interp.configs import add_config_args
     from interp.target import TargetConfig
@@ -300,6 +365,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help='JSONL, one {"prediction": text, "truth": text} per line')
     p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
     p.set_defaults(cmd="metrics")
+
+    from interp.probe import ProbeConfig
+
+    p = sub.add_parser("evaluate", help="describe a held-out set with an interpreter, score and store (§4)")
+    p.add_argument("--run", required=True, help="run folder, adapter folder, or base:PRESET (no fine-tuning)")
+    p.add_argument("--batch-size", type=int, default=8, help="encodings per generate call")
+    p.add_argument("--dataset", help="training dataset whose MNIST images mnist_eval leaves out "
+                                     "(default: the one recorded with the adapter)")
+    _add_eval_options(p)
+    p.set_defaults(cmd="evaluate")
+    bl = sub.add_parser("baseline", help="majority and activation-probe baselines").add_subparsers(
+        dest="baseline_cmd", required=True, metavar="KIND")
+    p = bl.add_parser("majority", help="one fixed description: the training split's most frequent one")
+    p.add_argument("--dataset", required=True, help="dataset name or folder (its train split)")
+    p.add_argument("--mode", default="description", choices=("description", "per_shape"),
+                   help="most frequent description, or the most frequent count per shape type")
+    _add_eval_options(p)
+    p.set_defaults(cmd="baseline majority")
+    p = bl.add_parser("probe", help="train a small CNN on the binned activations to count shapes, then evaluate")
+    p.add_argument("--dataset", required=True, help="dataset name or folder (train split; val for monitoring)")
+    p.add_argument("--out", help="folder for the probe's weights (default: runs/<run id>)")
+    add_config_args(p, ProbeConfig)
+    _add_eval_options(p)
+    p.set_defaults(cmd="baseline probe")
 
     for register in EXTRA_PARSERS:
         register(sub)

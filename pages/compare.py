@@ -1,0 +1,95 @@
+"""Compare: two stored evaluation runs side by side, as the paper's Table 1 (§4)."""
+
+import plotly.express as px
+import streamlit as st
+
+from interp.evaluate import (
+    DISAGREEMENT_FILTERS,
+    disagreements,
+    eval_images,
+    evaluation_runs,
+    metrics_table,
+    per_shape_table,
+)
+from pages.common import mnist, store
+
+HOW_TO = """Evaluate an interpreter or a baseline on a held-out set first, e.g.:
+
+    python -m interp evaluate --run runs/NAME --set syn_eval
+    python -m interp evaluate --run base:smollm2-135m --set syn_eval
+    python -m interp baseline majority --dataset NAME
+    python -m interp baseline probe --dataset NAME
+"""
+FILTER_LABELS = {"disagree": "Only where they disagree", "both_wrong": "Only where both are wrong", "all": "All samples"}
+
+st.title("Compare interpreters")
+st.caption("Table 1 of the paper for any two stored runs on the same held-out set: fine-tuned interpreters, "
+           "the base model before fine-tuning, and the majority and activation-probe baselines.")
+
+runs = evaluation_runs(store())
+if len(runs) < 2:
+    st.info(f"{len(runs)} evaluated run(s) in the store; comparing needs two.\n\n{HOW_TO}")
+    st.stop()
+
+sets = sorted(runs["eval_set"].unique())
+eval_set = st.selectbox("Held-out set", sets, key="compare_set")
+on_set = runs[runs["eval_set"] == eval_set].reset_index(drop=True)
+if len(on_set) < 2:
+    st.info(f"Only one run is evaluated on {eval_set}.\n\n{HOW_TO}")
+    st.stop()
+
+labels = dict(zip(on_set["run_id"], on_set["label"], strict=True))
+ids = list(on_set["run_id"])
+c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+run_a = c1.selectbox("Interpreter A", ids, index=0, format_func=labels.get, key="compare_a")
+run_b = c2.selectbox("Interpreter B", ids, index=1, format_func=labels.get, key="compare_b")
+show_paper = c3.toggle("Paper's figures", value=True, key="compare_paper",
+                       help="Table 1 as published: Mistral-7B and Mixtral-8x7B on 100 synthetic images.")
+if run_a == run_b:
+    st.warning("Pick two different runs.")
+    st.stop()
+
+metrics = store().get_metrics()
+metrics = metrics[metrics["eval_set"] == eval_set].set_index("run_id")["metrics"]
+columns = {labels[run_a]: metrics[run_a], labels[run_b]: metrics[run_b]}
+
+st.subheader("Table 1")
+table = metrics_table(columns, paper=show_paper)
+st.dataframe(table, column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in table.columns},
+             key="compare_table")
+st.caption(f"n = {metrics[run_a]['n']} and {metrics[run_b]['n']} samples. FDR = 1 − precision is the column the "
+           "paper calls FPR; true FPR counts predicted shapes among the (sample, shape type) pairs with none.")
+d1, d2, _ = st.columns([1, 1, 3])
+d1.download_button("Download CSV", table.to_csv(float_format="%.4f"), file_name=f"table1-{eval_set}.csv",
+                   mime="text/csv", key="compare_csv")
+d2.download_button("Download Markdown", table.to_markdown(floatfmt=".4f"), file_name=f"table1-{eval_set}.md",
+                   mime="text/markdown", key="compare_md")
+
+st.subheader("Per shape type")
+shapes = per_shape_table(columns)
+fig = px.bar(shapes, x="shape", y="value", color="run", barmode="group", facet_row="measure",
+             hover_data=["tp", "fp", "fn"], range_y=[0, 1.05], height=520)
+fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+st.plotly_chart(fig, key="compare_shapes")
+
+st.subheader("Samples")
+which = st.radio("Show", DISAGREEMENT_FILTERS, format_func=FILTER_LABELS.get, horizontal=True, key="compare_filter")
+samples = disagreements(store().get_predictions(run_a, eval_set), store().get_predictions(run_b, eval_set), which)
+st.caption(f"{len(samples)} sample(s). A = {labels[run_a]}, B = {labels[run_b]}; 'correct' means every shape count "
+           "matches the ground truth.")
+st.dataframe(samples, hide_index=True, key="compare_samples")
+
+if len(samples):
+    pick = st.selectbox("Look at sample", samples["sample_index"].tolist(), key="compare_pick")
+    row = samples[samples["sample_index"] == pick].iloc[0]
+    run_config = store().get_run(run_a).config
+    try:
+        image = eval_images(eval_set, run_config, [pick], mnist().test.images if eval_set == "mnist_eval" else None)[0]
+    except (KeyError, ValueError):
+        image = None
+    i1, i2 = st.columns([1, 3])
+    if image is not None:
+        i1.image(image, width=168, caption=f"{eval_set} #{pick}")
+    i2.markdown(f"**Truth** — {row['truth']}")
+    i2.markdown(f"**A** {'✅' if row['A correct'] else '❌'} — {row['prediction A']}")
+    i2.markdown(f"**B** {'✅' if row['B correct'] else '❌'} — {row['prediction B']}")

@@ -1,0 +1,93 @@
+"""The Compare page driven through AppTest, with an isolated store holding stored evaluation runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from interp.dataset import synthetic_images
+from interp.evaluate import evaluate, labelled_rows, syn_eval_seed
+from interp.interpreter import FakeInterpreter
+from interp.store import Store
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "compare.py"
+N = 6
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """N2W_DB points at an empty store; the app's cached Paths is cleared before and after."""
+    from pages.common import paths
+
+    db = tmp_path / "compare.duckdb"
+    monkeypatch.setenv("N2W_DB", str(db))
+    paths.clear()
+    yield Store(db)
+    paths.clear()
+
+
+def store_two_runs(store: Store) -> None:
+    """'good' answers the truth; 'lazy' says 'Image with 0 shapes' for odd samples."""
+    data = synthetic_images(N, syn_eval_seed())
+    rows = labelled_rows(data.counts, [f"e{i}" for i in range(N)], "synthetic", data.index)
+    truth = {r["encoding"]: r["description"] for r in rows}
+    config = {"seed": syn_eval_seed(), "n": N}
+    evaluate(FakeInterpreter(truth.get, name="good"), rows, "good", store, progress=False, config=config)
+    lazy = FakeInterpreter(lambda e: truth[e] if int(e[1:]) % 2 == 0 else "Image with 0 shapes", name="lazy")
+    evaluate(lazy, rows, "lazy", store, progress=False, config=config, kind="baseline")
+
+
+def run_page() -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_without_two_runs_the_page_says_which_command_makes_one(store: Store) -> None:
+    at = run_page()
+    assert "0 evaluated run(s)" in at.info[0].value
+    assert "python -m interp evaluate --run" in at.info[0].value
+    assert "python -m interp baseline probe" in at.info[0].value
+    assert not at.dataframe
+
+
+def test_table1_shows_both_runs(store: Store) -> None:
+    store_two_runs(store)
+    at = run_page()
+    a, b = at.selectbox(key="compare_a").value, at.selectbox(key="compare_b").value
+    assert {a, b} == {"good", "lazy"}
+    table = at.dataframe[0].value
+    assert list(table.columns)[:2] == [a, b]
+    assert "Mistral-7B (paper)" in table.columns
+    accuracy = table.loc["Accuracy (all shapes)"]
+    assert accuracy["good"] == 1.0 and accuracy["lazy"] == 0.5
+    assert table.loc["F1", "good"] == 1.0 and table.loc["Recall", "lazy"] < 1.0
+    assert table.loc["Avg edit distance", "Mistral-7B (paper)"] == 1.60
+    assert len(table) == 13
+
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {trace["name"] for trace in chart["data"]} == {"good", "lazy"}
+
+    samples = at.dataframe[1].value
+    assert list(samples["sample_index"]) == [1, 3, 5]
+    assert set(samples[f"prediction {'B' if b == 'lazy' else 'A'}"]) == {"Image with 0 shapes"}
+    assert samples["truth"].str.startswith("Image with").all()
+    assert at.image[0].captions == ["syn_eval #1"]  # the image rebuilt from the run's seed and n
+
+    at.toggle(key="compare_paper").set_value(False).run()
+    assert list(at.dataframe[0].value.columns) == [a, b]
+    at.radio(key="compare_filter").set_value("all").run()
+    assert len(at.dataframe[1].value) == N
+
+
+def test_same_run_twice_warns(store: Store) -> None:
+    store_two_runs(store)
+    at = run_page()
+    at.selectbox(key="compare_b").set_value(at.selectbox(key="compare_a").value).run()
+    assert not at.exception
+    assert "two different runs" in at.warning[0].value
+    assert len(at.dataframe) == 0

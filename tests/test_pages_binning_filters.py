@@ -1,0 +1,197 @@
+"""The Binning and Filters pages, driven through streamlit.testing.v1.AppTest on an isolated store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from interp.bootstrap import ensure_store
+from interp.settings import Paths
+from interp.store import Store
+
+PAGES = Path(__file__).resolve().parents[1] / "pages"
+TIMEOUT = 90  # the first run computes the reference set (MNIST + shapes through the target): ~10 s here
+
+
+@pytest.fixture
+def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh store with the committed default set; the app's cached Paths is reset to point at it."""
+    import interp.mnist
+    from pages import common
+
+    db = tmp_path / "app.duckdb"
+    monkeypatch.setenv("N2W_DB", str(db))
+    # Offline, torchvision's download attempt costs ~3 s before the npm copy loads; skip it here.
+    monkeypatch.delitem(interp.mnist.LOADERS, "torchvision")
+    list(ensure_store(Paths.from_env()))
+    common.paths.clear()  # paths() is cached per process: drop the one another test may have made
+    yield db
+    common.paths.clear()
+
+
+def _page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    matches = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if key in c.proto.id]
+    assert len(matches) == 1, f"expected one chart with key {key!r}"
+    return matches[0]
+
+
+def _array(value) -> np.ndarray:
+    """Plotly 7 encodes numpy arrays as {'dtype', 'bdata'} (base64)."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return arr.reshape([int(n) for n in str(value["shape"]).split(",")]) if "shape" in value else arr
+    return np.asarray(value)
+
+
+def _sliders(at: AppTest, f: int) -> list[float]:
+    return [at.slider(key=f"binning_t{k}_f{f}").value for k in range(1, 5)]
+
+
+def _vlines(fig: dict) -> list[float]:
+    return [s["x0"] for s in fig["layout"]["shapes"] if s.get("type") == "line"]
+
+
+# --- Binning --------------------------------------------------------------------------------------
+
+
+def test_binning_move_refuse_save_and_switch(store_path: Path) -> None:
+    default = Store(store_path).get_threshold_set()
+    at = _page("binning")
+    assert at.title[0].value == "Binning"
+    assert at.selectbox(key="binning_active").value == default.name
+    assert _sliders(at, 0) == pytest.approx(default.thresholds[0])
+    hist = _chart(at, "binning_hist")
+    assert _vlines(hist) == pytest.approx(default.thresholds[0])
+    counts = _array(hist["data"][0]["y"])
+    assert np.nansum(counts) == 2000 * 196  # every reference cell of filter 0 is in the histogram
+    grid_before = at.code[0].value
+    assert grid_before.startswith("f") and len(grid_before) == 197 and set(grid_before[1:]) <= set("zlmhv")
+
+    # Another filter: its own thresholds and histogram.
+    at.radio(key="binning_filter").set_value(3).run()
+    assert _sliders(at, 3) == pytest.approx(default.thresholds[3])
+    assert _vlines(_chart(at, "binning_hist")) == pytest.approx(default.thresholds[3])
+
+    # Move t4 of filter 3 down to t3: everything above t3 becomes v on the current image and the reference.
+    t = default.thresholds[3]
+    occ_before = at.dataframe[0].value.loc["filter 3", "v"]
+    at.slider(key="binning_t4_f3").set_value(t[2]).run()
+    assert not at.exception and not at.error
+    assert _sliders(at, 3) == pytest.approx([t[0], t[1], t[2], t[2]])
+    assert _vlines(_chart(at, "binning_hist"))[3] == pytest.approx(t[2])
+    assert at.dataframe[0].value.loc["filter 3", "v"] > occ_before
+    assert "h" not in at.code[0].value  # the h bin is empty now
+    assert any("Unsaved edits to filter 3" in w.value for w in at.warning)
+
+    # A non-monotone setting is refused with a clear message and the slider goes back.
+    bad = round(t[2] + 0.05, 3)
+    at.slider(key="binning_t2_f3").set_value(bad).run()
+    assert [e.value for e in at.error] == [
+        f"Refused: filter 3: thresholds must be non-decreasing (t2={bad:g} > t3={t[2]:g}). "
+        "Thresholds must satisfy 0 ≤ t1 ≤ t2 ≤ t3 ≤ t4."
+    ]
+    assert _sliders(at, 3) == pytest.approx([t[0], t[1], t[2], t[2]])
+    at.run()
+    assert not at.error  # the refusal is shown once
+
+    # Save under a name: it becomes the active set, and a fresh Store reads it back.
+    at.text_input(key="binning_save_name").input("sharp-v")
+    next(b for b in at.button if b.label == "Save as named set").click().run()
+    assert not at.exception
+    assert any("Saved threshold set 'sharp-v'" in s.value for s in at.success)
+    saved = Store(store_path).get_threshold_set("sharp-v")
+    assert saved is not None and saved.thresholds[3] == pytest.approx([t[0], t[1], t[2], t[2]])
+    assert saved.thresholds[0] == pytest.approx(default.thresholds[0])
+    assert "from 'default' (filters 3)" in saved.notes
+    assert at.session_state["active_threshold_set"] == "sharp-v"
+    assert at.selectbox(key="binning_active").value == "sharp-v"
+    assert Store(store_path).get_threshold_set().name == default.name  # not made default
+
+    # Switch the active set back: the sliders show the stored default again.
+    at.selectbox(key="binning_active").set_value(default.name).run()
+    assert at.session_state["active_threshold_set"] == default.name
+    assert _sliders(at, 3) == pytest.approx(default.thresholds[3])
+    assert not at.warning
+
+    # Make the saved set the default.
+    at.selectbox(key="binning_active").set_value("sharp-v").run()
+    next(b for b in at.button if b.label == "Make default").click().run()
+    assert Store(store_path).get_threshold_set().name == "sharp-v"
+    assert any("'sharp-v' is now the default" in s.value for s in at.success)
+
+
+def test_binning_reset_discard_and_bad_name(store_path: Path) -> None:
+    at = _page("binning")
+    default = Store(store_path).get_threshold_set()
+    at.radio(key="binning_filter").set_value(1).run()
+    top = at.slider(key="binning_t4_f1").max
+    at.slider(key="binning_t4_f1").set_value(top).run()
+    assert _sliders(at, 1)[3] == pytest.approx(top)
+
+    next(b for b in at.button if b.label == "Discard edits").click().run()
+    assert _sliders(at, 1) == pytest.approx(default.thresholds[1])
+    assert not at.warning
+
+    next(b for b in at.button if b.label == "Reset filter 1 to calibrated").click().run()
+    calibrated = _sliders(at, 1)
+    assert calibrated == sorted(calibrated) and calibrated[0] > 0
+    assert calibrated != pytest.approx(default.thresholds[1])  # 2,000-image reference vs the committed 4,000
+    assert any("Unsaved edits to filter 1" in w.value for w in at.warning)
+
+    at.text_input(key="binning_save_name").input("   ")
+    next(b for b in at.button if b.label == "Save as named set").click().run()
+    assert any("Not saved" in e.value and "non-empty name" in e.value for e in at.error)
+    assert Store(store_path).list_threshold_sets()["name"].tolist() == ["default"]
+
+
+# --- Filters --------------------------------------------------------------------------------------
+
+
+def test_filters_page_weights_dreams_and_attribution(store_path: Path) -> None:
+    at = _page("filters")
+    assert at.title[0].value == "Filters"
+
+    weights = _chart(at, "filters_weights")
+    assert len(weights["data"]) == 8
+    w0 = _array(weights["data"][0]["z"])
+    assert w0.size == 81 and weights["data"][0]["zmid"] == 0
+
+    dreams = _chart(at, "filters_dreams")
+    d0 = _array(dreams["data"][0]["z"])
+    assert len(dreams["data"]) == 8 and d0.size == 784 and 0 <= d0.min() and d0.max() <= 1
+    at.radio(key="filters_objective").set_value("centre").run()
+    assert not at.exception
+    assert not np.array_equal(_array(_chart(at, "filters_dreams")["data"][0]["z"]), d0)
+
+    # Attribution at a chosen filter and position.
+    at.selectbox(key="filters_filter").set_value(2).run()
+    at.number_input(key="filters_row").set_value(6).run()
+    at.number_input(key="filters_col").set_value(8).run()
+    assert not at.exception
+    assert at.metric[0].label == "filter 2 at (row 6, column 8)"
+    overlay = _chart(at, "filters_attribution")
+    attr = _array(overlay["data"][1]["z"]).reshape(28, 28)
+    rect = overlay["layout"]["shapes"][0]
+    assert (rect["x0"], rect["x1"], rect["y0"], rect["y1"]) == (11.5, 21.5, 7.5, 17.5)  # rows 8..17, cols 12..21
+    outside = np.ones((28, 28), bool)
+    outside[8:18, 12:22] = False
+    assert (attr[outside] == 0).all()
+    picker = _chart(at, "filters_pick")
+    marker = picker["layout"]["shapes"][0]
+    assert (marker["x0"] + 0.5, marker["y0"] + 0.5) == (8, 6)
+
+    at.radio(key="filters_method").set_value("saliency").run()
+    assert not at.exception
+    assert _array(_chart(at, "filters_attribution")["data"][1]["z"]).min() >= 0  # |gradient|
