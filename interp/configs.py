@@ -51,7 +51,7 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str,
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         flag = "--" + f.name.replace("_", "-")
-        help_text = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
+        help_text = (docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")).replace("%", "%%")
         if tp is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
