@@ -11,9 +11,7 @@ on the target's first convolutional layer, we extracted a set of human interpret
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from interp.analysis import single_thread
 from interp.target import TargetCNN, to_input
 
 N_FILTERS = 8
@@ -29,24 +28,6 @@ SIDE = 14
 """Side of a pooled conv1 map."""
 
 
-_THREADS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block, then restore the setting.
-
-    These tensors are tiny (8 × 28 × 28): with 2 threads on a busy 2-core machine, each conv step cost
-    ~60 ms of thread synchronisation against ~1 ms of work. The setting is process-wide, so a lock keeps
-    two sessions of the app from restoring each other's value.
-    """
-    with _THREADS_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def filter_weights(model: TargetCNN) -> np.ndarray:
@@ -117,7 +98,7 @@ def dream(model: TargetCNN, cfg: DreamConfig = DreamConfig()) -> np.ndarray:
     x = (torch.rand(1, n, 28, 28, generator=gen) * cfg.init_scale).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
     blur = _gaussian_kernel(cfg.blur_sigma, n)
-    with _one_thread(), torch.enable_grad():
+    with single_thread(), torch.enable_grad():
         for step in range(cfg.steps):
             z = F.conv2d(x, weight, bias, stride=conv.stride, padding=conv.padding, groups=n)[0]  # [8, 28, 28]
             act = F.softplus(z) ** 2
@@ -200,7 +181,7 @@ def attribute(
         for p in model.parameters():  # gradients w.r.t. the input only
             p.requires_grad_(False)
         x = to_input(np.asarray(image)).requires_grad_(True)
-        with _one_thread(), torch.enable_grad():
+        with single_thread(), torch.enable_grad():
             attr = ATTRIBUTION_METHODS[method][1](fn, x)
     finally:
         for p, flag in zip(model.parameters(), grads_before, strict=True):
