@@ -407,3 +407,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+from interp import cli_jobs  # noqa: E402,F401  (registers the `jobs` commands)

@@ -68,3 +68,24 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
         if isinstance(values.get(f.name), list):
             values[f.name] = tuple(values[f.name])
     return cls(**values)
+
+
+def config_to_argv(cfg: Any) -> list[str]:
+    """The inverse of `config_from_args`: ``--field value`` for every field that differs from its default.
+
+    The result is an argument vector (never a shell string), so values cannot inject commands.
+    """
+    argv: list[str] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
+        if value == default or value is None:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        elif isinstance(value, (tuple, list)):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return argv

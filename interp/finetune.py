@@ -77,6 +77,8 @@ class FinetuneConfig:
     """QLoRA 4-bit NF4 + double quantisation; default: the preset's choice on CUDA (Mistral/Mixtral), never on CPU."""
     threads: int | None = None
     """torch CPU threads (default: all cores)."""
+    sync_to: str | None = None
+    """Storage location (path or fsspec URL) mirroring the run folder: metrics and status as they are written, checkpoints, the adapter at the end; a run restarted elsewhere resumes from the checkpoints there."""
 
     def __post_init__(self) -> None:
         if self.loss_on not in LOSS_ON:
@@ -155,7 +157,14 @@ class PadCollator:
 
 
 def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
-    """A dataset folder from a path, or from a name/id under ``datasets_dir``."""
+    """A dataset folder from a path, a name/id under ``datasets_dir``, or a storage URL (copied once)."""
+    from interp import storage
+
+    if storage.is_url(dataset):
+        local = datasets_dir / "remote" / dataset.rstrip("/").rsplit("/", 1)[-1]
+        if not (local / "train.jsonl").exists():
+            storage.get(dataset, local)
+        return resolve_dataset(str(local), datasets_dir)
     for candidate in (Path(dataset), datasets_dir / dataset):
         if (candidate / "train.jsonl").exists():
             return candidate
@@ -165,8 +174,10 @@ def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
 
 # --- logging callback --------------------------------------------------------------------------
 
-def _metrics_callback(path: Path, total_steps_hint: int):
+def _metrics_callback(path: Path, total_steps_hint: int, sync_to: str | None = None):
     from transformers import TrainerCallback
+
+    from interp import storage
 
     class JsonlMetrics(TrainerCallback):
         """Appends every log event as one JSON line (line-buffered, so readers see whole lines)."""
@@ -189,6 +200,13 @@ def _metrics_callback(path: Path, total_steps_hint: int):
                 row["tokens_per_s"] = (tokens - self.tokens0) / elapsed
             with open(path, "a", buffering=1) as fh:
                 fh.write(json.dumps(row) + "\n")
+            if sync_to:
+                storage.put(path, storage.join(sync_to, path.name))
+
+        def on_save(self, args, state, control, **kw):
+            if sync_to:
+                name = f"checkpoint-{state.global_step}"
+                storage.put(Path(args.output_dir) / name, storage.join(sync_to, "checkpoints", name))
 
     return JsonlMetrics()
 
@@ -209,9 +227,9 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     """Train LoRA adapters into ``cfg.out``; resumes from the newest checkpoint there."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
-    from interp.models import load_model, load_tokenizer, resolve_device
+    from interp import storage
+    from interp.models import fetch_model, load_model, load_tokenizer, resolve_device
     from interp.presets import get_preset
 
     device = resolve_device(cfg.device)
@@ -229,9 +247,14 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.sync_to and not (out / "checkpoints").exists() and storage.exists(storage.join(cfg.sync_to, "checkpoints")):
+        storage.get(storage.join(cfg.sync_to, "checkpoints"), out / "checkpoints")  # resume on a fresh machine
+        if storage.exists(storage.join(cfg.sync_to, "metrics.jsonl")):
+            storage.get(storage.join(cfg.sync_to, "metrics.jsonl"), out / "metrics.jsonl")
     data_dir = resolve_dataset(cfg.dataset, datasets_dir)
     manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").exists() else {}
 
+    fetch_model(cfg.preset, models_dir)  # at once when present; a fresh GPU box fetches its own copy
     tokenizer = load_tokenizer(cfg.preset, models_dir)
     model = load_model(cfg.preset, models_dir, device=device, quantize_4bit=quantize)
 
@@ -258,6 +281,7 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
                   "n_train": len(train), "n_val": len(val or []),
                   "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
+    _sync(out, cfg.sync_to, "run_config.json")
 
     args = TrainingArguments(
         output_dir=str(out / "checkpoints"),
@@ -289,24 +313,44 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collator = PadCollator(pad_id, cfg.max_length if cfg.padding == "max_length" else None)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=collator,
-                      callbacks=[_metrics_callback(out / "metrics.jsonl", total_steps), *(callbacks or [])])
-    last = get_last_checkpoint(str(out / "checkpoints")) if (out / "checkpoints").exists() else None
-    _write_status(out, "running", resumed_from=last)
+                      callbacks=[_metrics_callback(out / "metrics.jsonl", total_steps, cfg.sync_to),
+                                 *(callbacks or [])])
+    last = last_complete_checkpoint(out / "checkpoints")
+    _write_status(out, "running", cfg.sync_to, resumed_from=last)
     try:
         trainer.train(resume_from_checkpoint=last)
     except BaseException as exc:
-        _write_status(out, "failed", error=f"{type(exc).__name__}: {exc}")
+        _write_status(out, "failed", cfg.sync_to, error=f"{type(exc).__name__}: {exc}")
         raise
     adapter = out / "adapter"
     model.save_pretrained(str(adapter), safe_serialization=True)
     tokenizer.save_pretrained(str(adapter))
     (adapter / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
-    _write_status(out, "succeeded", adapter=str(adapter), steps=trainer.state.global_step)
+    _sync(out, cfg.sync_to, "adapter", "metrics.jsonl")
+    _write_status(out, "succeeded", cfg.sync_to, adapter=str(adapter), steps=trainer.state.global_step)
     return FinetuneResult(adapter, trainer.state.global_step, model)
 
 
-def _write_status(out: Path, status: str, **extra: Any) -> None:
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was saved whole (trainer_state.json is written last): a kill during
+    a save leaves a partial folder, which resuming must skip."""
+    if not folder.exists():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists() and p.name[11:].isdigit()]
+    return str(max(done, key=lambda p: int(p.name[11:]))) if done else None
+
+
+def _sync(out: Path, sync_to: str | None, *names: str) -> None:
+    from interp import storage
+
+    for name in names if sync_to else ():
+        if (out / name).exists():
+            storage.put(out / name, storage.join(sync_to, name))
+
+
+def _write_status(out: Path, status: str, sync_to: str | None = None, **extra: Any) -> None:
     """A small status file the jobs layer reads; written atomically."""
     tmp = out / "status.json.tmp"
     tmp.write_text(json.dumps({"status": status, "time": time.time(), "pid": os.getpid(), **extra}, default=str))
     tmp.replace(out / "status.json")
+    _sync(out, sync_to, "status.json")

@@ -143,7 +143,9 @@ def screenshot(page, name: str) -> Path:
     page.wait_for_timeout(600)  # expanders and tabs animate open
     height = page.evaluate(
         "() => { const b = document.querySelector('[data-testid=\"stMainBlockContainer\"]');"
-        " return b ? b.getBoundingClientRect().top + b.scrollHeight : document.body.scrollHeight; }"
+        " const bottom = document.querySelector('[data-testid=\"stBottom\"]');"  # st.chat_input, pinned over it
+        " return (b ? b.getBoundingClientRect().top + b.scrollHeight : document.body.scrollHeight)"
+        " + (bottom ? bottom.getBoundingClientRect().height : 0); }"
     )
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 6000)})
     page.wait_for_timeout(500)  # plotly charts relayout to the new size
@@ -246,3 +248,58 @@ def test_screenshot_every_page(server, page):
         assert page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).count() == 1, title
         path = screenshot(page, name)
         assert path.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_chat_preset_question_streams_the_shipped_interpreters_answer(server, page):
+    """The real SmolLM2-135M + the shipped LoRA on CPU: load it, ask the "curves" preset, see its answer."""
+    shipped = ROOT / "assets" / "interpreters" / "smollm2-compact"
+    if not (shipped / "adapter_config.json").exists():
+        pytest.skip(f"{shipped} is missing")
+    open_page(page, server, "chat")
+    picker = page.get_by_role("combobox", name="Interpreter")  # a react-aria ComboBox: the choice is its value
+    picker.click()
+    page.get_by_role("option", name=f"{shipped.name} (shipped,").click()
+    settle(page)
+    assert picker.input_value().startswith(f"{shipped.name} (shipped,")
+    if page.get_by_text("cannot be loaded").count():
+        pytest.skip("the shipped interpreter's base model is not fetched (python -m interp models fetch smollm2-135m)")
+
+    assistant = page.locator('[data-testid="stChatMessage"]').filter(
+        has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+    assert assistant.count() == 0
+    # Record the assistant text shown before the page's rerun after the answer (the first run to draw the
+    # export buttons): that is write_stream's output, not the stored answer drawn again.
+    page.evaluate("""() => {
+        window.__n2wStreamed = [];
+        new MutationObserver(() => {
+            if ([...document.querySelectorAll('button')].some(b => b.innerText.includes('Export conversation'))) return;
+            const box = [...document.querySelectorAll('[data-testid="stChatMessage"]')]
+                .find(m => m.querySelector('[data-testid="stChatMessageAvatarAssistant"]'));
+            const content = box && box.querySelector('[data-testid="stChatMessageContent"]');
+            const text = content ? content.innerText.trim() : '';
+            if (text && window.__n2wStreamed.at(-1) !== text) window.__n2wStreamed.push(text);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    page.get_by_role("button", name="How many curves").click()
+
+    # Loading the model (~16 s alone) and generating on a shared 2-core CPU: wait generously.
+    assistant.first.wait_for(timeout=300_000)
+    page.get_by_role("button", name="Export conversation (.json)").wait_for(timeout=300_000)  # the rerun after it
+    page.locator(IDLE).wait_for(timeout=60_000)
+    user = page.locator('[data-testid="stChatMessage"]').filter(
+        has=page.locator('[data-testid="stChatMessageAvatarUser"]'))
+    assert user.count() == 1 and "How many curves are in the image" in user.first.inner_text()
+    assert assistant.count() == 1
+    answer = assistant.first.locator('[data-testid="stChatMessageContent"]').inner_text().strip()
+    assert answer and answer != "(empty answer)" and answer != "(no answer)", answer
+    assert "### " not in answer  # cut at the next signifier, not the raw continuation
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.get_by_text("Generation failed").count() == 0
+    streamed = page.evaluate("() => window.__n2wStreamed")
+    assert streamed and answer.startswith(streamed[-1]), (streamed, answer)  # shown as generated, then kept
+    print(f"\nanswer: {answer!r}; streamed texts: {streamed!r}")
+    # The chat scrolled its main block down to the answer: back to the top so the shot starts at the title.
+    page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+    screenshot(page, "chat-answer")

@@ -121,3 +121,15 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="padding"):
         FinetuneConfig(dataset="d", out="o", padding="left")
     assert FinetuneConfig.from_dict(FinetuneConfig(dataset="d", out="o").to_dict()).max_length == 1280
+
+
+def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path: Path) -> None:
+    from interp.finetune import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, whole in ((4, True), (8, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if whole:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")

@@ -1,0 +1,153 @@
+"""Jobs: validated specs, a real tiny fine-tuning job through the local backend, kill → failed → resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from interp import jobs
+from interp.finetune import FinetuneConfig
+from interp.jobs import EvaluateJobConfig, JobSpec
+from interp.store import Store
+from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
+
+
+def make_tiny(tmp: Path, n_train: int = 8) -> tuple[Path, Path]:
+    """A tiny random Mistral and a dataset of the conftest sample: (model dir, dataset dir)."""
+    model_dir = tmp / "tiny-mistral"
+    tok = tiny_tokenizer(model_dir)
+    tiny_model("mistral", model_dir, len(tok))
+    data = tmp / "ds-tiny"
+    data.mkdir()
+    row = json.dumps({"prompt": PROMPT, "completion": COMPLETION})
+    (data / "train.jsonl").write_text((row + "\n") * n_train)
+    (data / "val.jsonl").write_text((row + "\n") * 2)
+    (data / "manifest.json").write_text(json.dumps({"hash": "tinyhash"}))
+    return model_dir, data
+
+
+def tiny_finetune(model: Path, data: Path, **kw) -> FinetuneConfig:
+    base = dict(dataset=str(data), out="", preset=str(model), max_steps=6, learning_rate=5e-2, batch_size=4,
+                grad_accum=1, logging_steps=1, eval_steps=3, save_steps=3, warmup_steps=0, device="cpu",
+                bf16=False, lora_r=4, lora_alpha=8, lora_dropout=0.0, threads=1)
+    return FinetuneConfig(**{**base, **kw})
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    return make_tiny(tmp_path)
+
+
+def test_spec_validation_rejects_bad_fields(tiny) -> None:
+    model, data = tiny
+    ft = tiny_finetune(model, data)
+    with pytest.raises(ValueError, match="run name"):
+        JobSpec(kind="finetune", name="../etc; rm -rf /", finetune=ft)
+    with pytest.raises(ValueError, match="backend"):
+        JobSpec(kind="finetune", name="a", finetune=ft, backend="slurm")
+    with pytest.raises(ValueError, match="dashboard address"):
+        JobSpec(kind="finetune", name="a", finetune=ft, backend="ray", address="127.0.0.1:8265; echo")
+    with pytest.raises(ValueError, match="exactly its own config"):
+        JobSpec(kind="evaluate", name="a", finetune=ft)
+    with pytest.raises(ValueError, match="eval_set"):
+        EvaluateJobConfig(run="r", eval_set="train")
+    spec = JobSpec(kind="finetune", name="a", finetune=ft, backend="ray", address="http://127.0.0.1:8265")
+    assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_command_is_an_argument_vector(tiny, paths) -> None:
+    model, data = tiny
+    spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data, learning_rate=2e-3))
+    argv, env = jobs.command(spec, paths)
+    assert argv[1:4] == ["-m", "interp", "finetune"]
+    assert argv[argv.index("--out") + 1] == str(paths.runs_dir / "run-1")
+    assert argv[argv.index("--learning-rate") + 1] == "0.002"
+    assert env["N2W_DATA_DIR"] == str(paths.data_dir)
+
+    url = f"file://{paths.data_dir / 'bucket'}"
+    spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data), backend="ray",
+                   address="http://127.0.0.1:8265", storage=url)
+    argv, _ = jobs.command(spec, paths)
+    assert argv[argv.index("--sync-to") + 1] == f"{url}/run-1"
+    assert argv[argv.index("--dataset") + 1] == f"{url}/datasets/ds-tiny"
+    assert (paths.data_dir / "bucket" / "datasets" / "ds-tiny" / "train.jsonl").exists()  # shipped
+
+
+def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None:
+    model, data = tiny
+    store = Store(paths.db_path)
+    spec = JobSpec(kind="finetune", name="tiny-local", finetune=tiny_finetune(model, data))
+    job_id = jobs.submit(spec, paths, store)
+    assert store.get_job(job_id).status == "running"
+    assert store.get_run("tiny-local").status == "running"
+    with pytest.raises(ValueError, match="already has a running job"):
+        jobs.submit(spec, paths, store)
+
+    assert jobs.wait(job_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(job_id, paths, store)
+    view = jobs.view(job_id, paths, store)
+    assert view.step == 6 and view.last("loss") is not None and view.last("eval_loss") is not None
+    assert view.finished_at is not None and view.elapsed_s > 0
+    run = store.get_run("tiny-local")
+    assert run.status == "succeeded" and run.kind == "finetune"
+    assert run.config["total_steps"] == 6 and Path(run.path, "adapter", "adapter_model.safetensors").exists()
+    log = jobs.logs(job_id, paths, store)
+    assert "[worker] exit code 0" in log and "adapter saved to" in log
+
+    # "Evaluate this run": a job with its own store file, merged into the app's store when it ends.
+    from interp.bootstrap import ensure_store
+
+    list(ensure_store(paths))  # the default threshold set the job's store is seeded with
+    ev = JobSpec(kind="evaluate", name="tiny-local-eval", evaluate=EvaluateJobConfig(run="tiny-local", n=3))
+    ev_id = jobs.submit(ev, paths, store)
+    assert jobs.wait(ev_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(ev_id, paths, store)
+    metrics = store.get_metrics("tiny-local-eval")
+    assert metrics["eval_set"].tolist() == ["syn_eval"] and metrics["metrics"][0]["n"] == 3
+    assert len(store.get_predictions("tiny-local-eval", "syn_eval")) == 3
+
+
+def test_killed_job_is_reported_failed_and_resumes_from_its_checkpoint(tiny, paths) -> None:
+    model, data = tiny
+    store = Store(paths.db_path)
+    spec = JobSpec(kind="finetune", name="tiny-kill",
+                   finetune=tiny_finetune(model, data, max_steps=40, save_steps=2, eval_steps=0))
+    job_id = jobs.submit(spec, paths, store)
+    checkpoints = paths.runs_dir / "tiny-kill" / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))) and time.time() < deadline:
+        time.sleep(0.5)
+    assert any(checkpoints.glob("checkpoint-*")), jobs.logs(job_id, paths, store)
+
+    os.killpg(store.get_job(job_id).pid, signal.SIGKILL)  # the machine's OOM killer, say: no exit code
+    assert jobs.wait(job_id, paths, timeout=30, store=store) == "failed"
+    job = store.get_job(job_id)
+    assert "gone without an exit code" in job.message and job.finished_at is not None
+    assert store.get_run("tiny-kill").status == "failed"
+
+    jobs.resume(job_id, paths, store)
+    assert jobs.wait(job_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(job_id, paths, store)
+    assert "Continuing training from checkpoint" in jobs.logs(job_id, paths, store) or \
+        json.loads((paths.runs_dir / "tiny-kill" / "status.json").read_text())["status"] == "succeeded"
+    assert jobs.view(job_id, paths, store).step == 40
+    assert store.get_job(job_id).spec["attempt"] == 2
+
+
+def test_stop_marks_the_job_stopped(tiny, paths) -> None:
+    model, data = tiny
+    store = Store(paths.db_path)
+    spec = JobSpec(kind="finetune", name="tiny-stop", finetune=tiny_finetune(model, data, max_steps=500))
+    job_id = jobs.submit(spec, paths, store)
+    jobs.stop(job_id, paths, store)
+    assert store.get_job(job_id).status == "stopped"
+    deadline = time.time() + 30
+    while jobs._alive(store.get_job(job_id).pid, store.get_job(job_id).external_id) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not jobs._alive(store.get_job(job_id).pid, store.get_job(job_id).external_id)
+    assert jobs.refresh(job_id, paths, store) == "stopped"
+    with pytest.raises(ValueError, match="only a failed or stopped"):
+        jobs.resume(jobs.submit(JobSpec(kind="finetune", name="other", finetune=spec.finetune), paths, store),
+                    paths, store)

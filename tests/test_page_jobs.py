@@ -1,0 +1,119 @@
+"""The Fine-tuning jobs page through AppTest: submit a tiny local job, follow it, evaluate it, bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from interp import jobs
+from interp.store import Store
+from tests.test_jobs import make_tiny
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture
+def tiny_env(paths, tmp_path: Path):
+    """Isolated paths (see conftest) with a tiny model and a dataset under data/datasets."""
+    from pages.common import paths as app_paths
+
+    model, data = make_tiny(tmp_path)
+    paths.datasets_dir.mkdir(parents=True)
+    shutil.copytree(data, paths.datasets_dir / "ds-tiny")
+    app_paths.clear()
+    yield paths, model
+    app_paths.clear()
+
+
+def open_page() -> AppTest:
+    """Through app.py, so st.navigation knows the pages the Jobs page links to."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.switch_page("pages/jobs.py")
+    return run(at)
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fill_form(at: AppTest, model: Path, name: str) -> AppTest:
+    at.selectbox(key="jobs_preset").set_value("other…")
+    run(at)
+    at.text_input(key="jobs_model").input(str(model))
+    run(at)
+    at.text_input(key="jobs_name").input(name)
+    at.number_input(key="jobs_steps").set_value(4)
+    at.number_input(key=f"jobs_lr_{model}").set_value(0.05)
+    at.number_input(key="jobs_eval_steps").set_value(2)
+    at.number_input(key="jobs_save_steps").set_value(2)
+    return at
+
+
+def submit_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Submit")
+
+
+def test_without_a_dataset_the_page_says_how_to_build_one(paths) -> None:
+    from pages.common import paths as app_paths
+
+    app_paths.clear()
+    at = open_page()
+    assert any("dataset build" in i.value for i in at.info)
+    assert any("No jobs yet" in i.value for i in at.info)
+
+
+def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
+    paths, model = tiny_env
+    from interp.bootstrap import ensure_store
+
+    list(ensure_store(paths))
+    at = fill_form(open_page(), model, "tiny-page")
+    submit_button(at).click()
+    run(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Submitted" in s.value for s in at.success)
+    store = Store(paths.db_path)
+    job = store.list_jobs().iloc[0]
+    assert job["backend"] == "local" and job["spec"]["finetune"]["max_steps"] == 4
+    assert job["spec"]["finetune"]["learning_rate"] == 0.05 and job["spec"]["finetune"]["preset"] == str(model)
+
+    assert jobs.wait(job["id"], paths, timeout=300, store=store) == "succeeded", jobs.logs(job["id"], paths, store)
+    run(at)
+    table = at.dataframe[0].value
+    assert table.loc[0, "status"] == "succeeded" and table.loc[0, "step"] == "4/4"
+    assert at.get("plotly_chart"), "the loss curve is drawn"
+    assert "adapter saved to" in at.code[0].value
+
+    at.number_input(key=f"jobs_eval_n_{job['id']}").set_value(2)
+    next(b for b in at.button if b.label == "Evaluate this run").click()
+    run(at)
+    ev = store.list_jobs(run_id="tiny-page-eval")
+    assert len(ev) == 1 and ev.iloc[0]["spec"]["evaluate"] == {"run": "tiny-page", "eval_set": "syn_eval", "n": 2,
+                                                                "batch_size": 8}
+    assert jobs.wait(ev.iloc[0]["id"], paths, timeout=300, store=store) == "succeeded"
+    assert store.get_metrics("tiny-page-eval")["metrics"][0]["n"] == 2
+
+
+def test_bad_run_name_and_unreachable_cluster_are_errors_not_jobs(tiny_env) -> None:
+    paths, model = tiny_env
+    at = fill_form(open_page(), model, "../../etc")
+    submit_button(at).click()
+    run(at)
+    assert any("run name" in e.value for e in at.error)
+    assert len(Store(paths.db_path).list_jobs()) == 0
+
+    at.radio(key="jobs_backend").set_value("ray")
+    run(at)
+    fill_form(at, model, "tiny-ray")
+    at.text_input(key="jobs_address").input("http://127.0.0.1:9")  # nothing listens there
+    submit_button(at).click()
+    run(at)
+    assert any("could not start" in e.value for e in at.error)
+    job = Store(paths.db_path).list_jobs().iloc[0]
+    assert job["status"] == "failed"
