@@ -371,11 +371,25 @@ def stop(job_id: str, paths: Paths, store=None) -> None:
     _update_run(store, JobSpec.from_dict(job.spec), "stopped")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def clean_log(text: str) -> str:
+    """What a terminal would show: progress bars redrawn with '\r' keep their last state, no escapes."""
+    lines = []
+    for line in ANSI.sub("", text).split("\n"):
+        last = line.rstrip("\r").rsplit("\r", 1)[-1]
+        if last.strip():
+            lines.append(last)
+    return "\n".join(lines)
+
+
 def logs(job_id: str, paths: Paths, store=None) -> str:
+    """The job's output so far (progress bars collapsed to their last state)."""
     store = store or _store(paths)
     job = _get(store, job_id)
     try:
-        return BACKENDS[job.backend].logs(job, paths)
+        return clean_log(BACKENDS[job.backend].logs(job, paths))
     except Exception as exc:  # an unreachable cluster must not break the page
         return f"(logs unavailable: {exc})"
 
@@ -458,14 +472,18 @@ def _register(spec: JobSpec, paths: Paths, store) -> None:
 # --- reading progress --------------------------------------------------------------------------
 
 def read_metrics(location: str) -> list[dict]:
-    """The run's metrics.jsonl rows (a half-written last line is skipped)."""
+    """The run's metrics.jsonl rows (a half-written last line is skipped; rows a resume redid are dropped)."""
     text = storage.read_text(storage.join(location, "metrics.jsonl")) or ""
-    rows = []
+    rows: list[dict] = []
     for line in text.splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if rows and row.get("step", 0) < rows[-1].get("step", 0):
+            # resumed from an earlier checkpoint: the steps logged after it were redone
+            rows = [r for r in rows if r.get("step", 0) < row.get("step", 0)]
+        rows.append(row)
     return rows
 
 

@@ -151,3 +151,16 @@ def test_stop_marks_the_job_stopped(tiny, paths) -> None:
     with pytest.raises(ValueError, match="only a failed or stopped"):
         jobs.resume(jobs.submit(JobSpec(kind="finetune", name="other", finetune=spec.finetune), paths, store),
                     paths, store)
+
+
+def test_read_metrics_drops_steps_a_resume_redid(tmp_path: Path) -> None:
+    lines = [{"step": s, "loss": 1.0} for s in (5, 10, 15)] + [{"step": 15, "eval_loss": 0.9}]
+    lines += [{"step": 12, "loss": 0.5}, {"step": 15, "loss": 0.4}]  # resumed from checkpoint-10
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + '\n{"step": 2')
+    rows = jobs.read_metrics(str(tmp_path))
+    assert [(r["step"], r.get("loss")) for r in rows] == [(5, 1.0), (10, 1.0), (12, 0.5), (15, 0.4)]
+
+
+def test_clean_log_keeps_the_last_state_of_progress_bars() -> None:
+    raw = "start\n 10%|#  | 1/10\r 20%|## | 2/10\r\x1b[A\r 30%|###| 3/10\n\n\x1b[31merror\x1b[0m: boom\n"
+    assert jobs.clean_log(raw) == "start\n 30%|###| 3/10\nerror: boom"
