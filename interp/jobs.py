@@ -157,8 +157,9 @@ class LocalBackend:
         folder = job_dir(paths, job_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "exit.json").unlink(missing_ok=True)
+        home = {"data_dir": str(paths.data_dir), "runs_dir": str(paths.runs_dir), "db_path": str(paths.db_path)}
         (folder / "job.json").write_text(json.dumps({"argv": argv, "env": env, "cwd": str(ROOT), "nice": 5,
-                                                     "attempt": attempt}))
+                                                     "attempt": attempt, "job_id": job_id, "home": home}))
         proc = subprocess.Popen([sys.executable, "-m", "interp.worker", str(folder)], cwd=ROOT,
                                 env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)

@@ -37,7 +37,24 @@ def main(folder: Path) -> int:
     tmp = folder / "exit.json.tmp"
     tmp.write_text(json.dumps({"rc": rc, "stopped": stopped, "time": time.time()}))
     tmp.replace(folder / "exit.json")
+    register(job, folder)
     return 0
+
+
+def register(job: dict, folder: Path) -> None:
+    """Record the outcome in the app's store now, not at the page's next poll (which would also do it)."""
+    if "home" not in job:
+        return
+    from interp import jobs
+    from interp.settings import Paths
+
+    home = job["home"]
+    try:
+        jobs.refresh(job["job_id"], Paths(data_dir=Path(home["data_dir"]), runs_dir=Path(home["runs_dir"]),
+                                          db_path=Path(home["db_path"])))
+    except Exception as exc:  # the app's next refresh retries; the job itself is done
+        with open(folder / "log.txt", "a") as log:
+            log.write(f"[worker] could not register the outcome yet (the app retries): {exc}\n")
 
 
 if __name__ == "__main__":
