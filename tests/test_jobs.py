@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,16 @@ def tiny_finetune(model: Path, data: Path, **kw) -> FinetuneConfig:
 
 
 @pytest.fixture
-def tiny(tmp_path: Path) -> tuple[Path, Path]:
-    return make_tiny(tmp_path)
+def tiny(tmp_path: Path, paths) -> Iterator[tuple[Path, Path]]:
+    yield make_tiny(tmp_path)
+    stop_all(paths)
+
+
+def stop_all(paths) -> None:
+    """No test leaves a worker behind."""
+    store = Store(paths.db_path)
+    for job_id in store.list_jobs()["id"]:
+        jobs.stop(job_id, paths, store)
 
 
 def test_spec_validation_rejects_bad_fields(tiny) -> None:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from interp import jobs
 from interp.store import Store
-from tests.test_jobs import make_tiny
+from tests.test_jobs import make_tiny, stop_all
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 
@@ -25,6 +25,7 @@ def tiny_env(paths, tmp_path: Path):
     shutil.copytree(data, paths.datasets_dir / "ds-tiny")
     app_paths.clear()
     yield paths, model
+    stop_all(paths)
     app_paths.clear()
 
 
