@@ -49,7 +49,10 @@ def pipeline_status(paths: Paths) -> list[StageStatus]:
                                f"{len(sets)} threshold set(s), default '{default.name}'" if default
                                else "no threshold set: run `python -m interp setup`"))
         runs = store.list_runs(kind="finetune")
-        out.append(StageStatus("Interpreter", True, f"{len(runs)} fine-tuning run(s) registered"))
+        jobs = store.list_jobs()
+        active = int(jobs["status"].isin(["queued", "running"]).sum()) if len(jobs) else 0
+        out.append(StageStatus("Interpreter", True, f"{len(runs)} fine-tuning run(s) registered; "
+                                                    f"{len(jobs)} job(s), {active} queued or running"))
     except Exception as exc:  # noqa: BLE001 - the home page reports, it does not crash
         out.append(StageStatus("Store", False, f"{type(exc).__name__}: {exc}"))
     return out
