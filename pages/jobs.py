@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from interp import jobs
+from interp.evaluate import EVAL_SETS
 from interp.finetune import LOSS_ON, FinetuneConfig
 from interp.presets import get_preset, list_presets
 from pages.common import paths, store
@@ -166,12 +167,14 @@ def job_detail(v) -> None:
         except ValueError as exc:
             st.error(str(exc))
     if v.spec.kind == "finetune" and v.status == "succeeded":
+        eval_set = c1.selectbox("Held-out set", EVAL_SETS, key=f"jobs_eval_set_{v.id}",
+                                help="syn_eval: generated shapes; mnist_eval: the MNIST digits people annotated.")
         n = c2.number_input("Samples", min_value=1, value=40, key=f"jobs_eval_n_{v.id}")
         if c3.button("Evaluate this run", key=f"jobs_eval_{v.id}",
-                     help="Queues an evaluation job on syn_eval; its Table 1 metrics appear on Compare."):
-            submit({"kind": "evaluate", "name": f"{v.spec.name}-eval",
-                    "evaluate": jobs.EvaluateJobConfig(run=v.spec.name, n=int(n)), "backend": v.backend,
-                    "address": v.spec.address, "storage": v.spec.storage,
+                     help="Queues an evaluation job; its Table 1 metrics appear on the Compare page."):
+            submit({"kind": "evaluate", "name": f"{v.spec.name}-{eval_set}",
+                    "evaluate": jobs.EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n)),
+                    "backend": v.backend, "address": v.spec.address, "storage": v.spec.storage,
                     "remote_data_dir": v.spec.remote_data_dir, "num_gpus": v.spec.num_gpus})
         st.page_link("pages/chat.py", label="Chat with this interpreter", icon="💬")
 

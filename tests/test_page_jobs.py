@@ -94,11 +94,11 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
     at.number_input(key=f"jobs_eval_n_{job['id']}").set_value(2)
     next(b for b in at.button if b.label == "Evaluate this run").click()
     run(at)
-    ev = store.list_jobs(run_id="tiny-page-eval")
+    ev = store.list_jobs(run_id="tiny-page-syn_eval")
     assert len(ev) == 1 and ev.iloc[0]["spec"]["evaluate"] == {"run": "tiny-page", "eval_set": "syn_eval", "n": 2,
                                                                 "batch_size": 8}
     assert jobs.wait(ev.iloc[0]["id"], paths, timeout=300, store=store) == "succeeded"
-    assert store.get_metrics("tiny-page-eval")["metrics"][0]["n"] == 2
+    assert store.get_metrics("tiny-page-syn_eval")["metrics"][0]["n"] == 2
 
 
 def test_bad_run_name_and_unreachable_cluster_are_errors_not_jobs(tiny_env) -> None:
