@@ -367,7 +367,10 @@ def stop(job_id: str, paths: Paths, store=None) -> None:
     job = _get(store, job_id)
     if job.status in TERMINAL:
         return
-    BACKENDS[job.backend].stop(job, paths)
+    try:
+        BACKENDS[job.backend].stop(job, paths)
+    except Exception as exc:
+        raise ValueError(f"could not stop {job_id}: {exc}") from exc
     store.update_job(job_id, status="stopped", finished_at=datetime.now(), message="stopped by the user")
     _update_run(store, JobSpec.from_dict(job.spec), "stopped")
 

@@ -157,8 +157,11 @@ def job_detail(v) -> None:
 
     c1, c2, c3 = st.columns(3)
     if v.status in ACTIVE and c1.button("Stop", key=f"jobs_stop_{v.id}"):
-        jobs.stop(v.id, paths(), store())
-        st.rerun()
+        try:
+            jobs.stop(v.id, paths(), store())
+            st.rerun()
+        except ValueError as exc:
+            st.error(str(exc))
     if v.status in ("failed", "stopped") and c1.button("Resume", key=f"jobs_resume_{v.id}",
                                                        help="Fine-tuning continues from its last checkpoint."):
         try:

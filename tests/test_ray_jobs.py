@@ -115,3 +115,9 @@ def test_unreachable_cluster_keeps_the_job_and_says_why(tmp_path, paths) -> None
         jobs.submit(spec, paths, store)
     job = store.list_jobs().iloc[0]
     assert job["status"] == "failed" and "could not start" in job["message"]
+    store.update_job(job["id"], status="running", external_id="gone-a1")  # as if the head went away later
+    assert jobs.refresh(job["id"], paths, store) == "running"
+    assert "cannot reach" in store.get_job(job["id"]).message
+    with pytest.raises(ValueError, match="could not stop"):
+        jobs.stop(job["id"], paths, store)
+    assert store.get_job(job["id"]).status == "running"
