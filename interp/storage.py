@@ -38,15 +38,17 @@ def exists(location: str | Path) -> bool:
 
 
 def read_text(location: str | Path) -> str | None:
-    """The file's text, or None when it is not there (yet)."""
+    """The file's text as written (a '\r' stays a '\r'), or None when it is not there (yet)."""
     try:
         if not is_url(location):
-            return Path(location).read_text()
-        fs, path = _fs(str(location))
-        with fs.open(path, "r") as fh:
-            return fh.read()
+            data = Path(location).read_bytes()
+        else:
+            fs, path = _fs(str(location))
+            with fs.open(path, "rb") as fh:
+                data = fh.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    return data.decode("utf-8", errors="replace")
 
 
 def read_json(location: str | Path) -> dict | None:

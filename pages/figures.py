@@ -113,7 +113,7 @@ def level_legend() -> str:
     return " &nbsp; ".join(chips)
 
 
-def loss_curve(metrics: list[dict], height: int = 320) -> go.Figure:
+def loss_curve(metrics: list[dict], height: int = 320, log_y: bool = False) -> go.Figure:
     """Training and validation loss against the optimiser step, from a run's metrics.jsonl rows."""
     fig = go.Figure()
     for key, name, mode in (("loss", "train", "lines"), ("eval_loss", "validation", "lines+markers")):
@@ -121,5 +121,5 @@ def loss_curve(metrics: list[dict], height: int = 320) -> go.Figure:
         if rows:
             fig.add_trace(go.Scatter(x=[m["step"] for m in rows], y=[m[key] for m in rows], name=name, mode=mode))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step", yaxis_title="loss",
-                      legend=dict(orientation="h", y=1.12))
+                      yaxis_type="log" if log_y else "linear", legend=dict(orientation="h", y=1.12))
     return fig

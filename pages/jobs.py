@@ -149,7 +149,9 @@ def job_detail(v) -> None:
         st.info(v.message)
     if v.spec.kind == "finetune":
         if v.metrics:
-            st.plotly_chart(loss_curve(v.metrics), key=f"jobs_curve_{v.id}")
+            log_y = st.toggle("Log scale", value=True, key=f"jobs_log_{v.id}",
+                              help="The first steps' loss is often 10× the rest; a log axis keeps the tail readable.")
+            st.plotly_chart(loss_curve(v.metrics, log_y=log_y), key=f"jobs_curve_{v.id}")
         else:
             st.info("No metrics yet: the run writes its first loss after `logging_steps` steps.")
     log = jobs.logs(v.id, paths(), store())

@@ -109,6 +109,9 @@ def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None
     assert run.config["total_steps"] == 6 and Path(run.path, "adapter", "adapter_model.safetensors").exists()
     log = jobs.logs(job_id, paths, store)
     assert "[worker] exit code 0" in log and "adapter saved to" in log
+    raw = (jobs.job_dir(paths, job_id) / "log.txt").read_bytes().decode()
+    assert "\r" in raw and "\r" not in log  # progress bars shown in their last state, not every redraw
+    assert log.count("/6 [") < raw.count("/6 [")
 
     # "Evaluate this run": a job with its own store file, merged into the app's store when it ends.
     from interp.bootstrap import ensure_store
