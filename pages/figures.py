@@ -40,7 +40,8 @@ def probability_bar(probabilities: np.ndarray, height: int = 230) -> go.Figure:
     return fig
 
 
-def _filter_grid(titles: list[str], height: int) -> go.Figure:
+def filter_grid(titles: list[str], height: int) -> go.Figure:
+    """An empty 2×4 grid for the 8 filters: square cells, row 0 at the top as in the image, no ticks."""
     fig = make_subplots(rows=2, cols=4, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.07)
     fig.update_layout(height=height, margin=dict(l=4, r=4, t=28, b=4), plot_bgcolor="white")
     for i in range(8):
@@ -65,7 +66,7 @@ def activation_grid(activations: np.ndarray, bins: np.ndarray, shared_scale: boo
     acts = np.asarray(activations, dtype=float)
     letters = np.array(list(LETTERS))[np.asarray(bins)]
     top = max(float(acts.max()), 1e-6)
-    fig = _filter_grid([f"filter {f}  (max {acts[f].max():.2f})" for f in range(8)], height)
+    fig = filter_grid([f"filter {f}  (max {acts[f].max():.2f})" for f in range(8)], height)
     for f in range(8):
         row, col = divmod(f, 4)
         fig.add_trace(go.Heatmap(
@@ -92,7 +93,7 @@ def letter_grid(bins: np.ndarray, activations: np.ndarray | None = None, height:
     b = np.asarray(bins)
     letters = np.array(list(LETTERS))[b]
     acts = np.zeros(b.shape) if activations is None else np.asarray(activations, dtype=float)
-    fig = _filter_grid([f"f{f}" for f in range(8)], height)
+    fig = filter_grid([f"f{f}" for f in range(8)], height)
     for f in range(8):
         row, col = divmod(f, 4)
         fig.add_trace(go.Heatmap(

@@ -6,10 +6,9 @@ import numpy as np
 import pandas  # noqa: F401  # import it whole before plotly peeks at sys.modules (see below)
 import plotly.colors
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from interp.encoding import LETTERS
-from pages.figures import LEVEL_COLORS
+from pages.figures import LEVEL_COLORS, filter_grid
 
 THRESHOLD_COLORS = ("#5b6b82", "#c99a06", "#e0701f", "#b3172e")
 """Line colour of t1..t4: each a darker tone of the bin it opens (l, m, h, v)."""
@@ -26,15 +25,6 @@ Streamlit's frontend swaps for theme colours, so zero cells came out pink."""
 # script run that the user interrupted may still be importing pandas in another thread; plotly then saw a
 # half-initialised module ("partially initialized module 'pandas' has no attribute 'Series'"). A real
 # import waits for the other thread to finish.
-
-
-def _square_axes(fig: go.Figure, n: int, cols: int) -> None:
-    """Square cells, row 0 at the top (as in the image), for the ``n`` subplots of a grid."""
-    for i in range(n):
-        row, col = divmod(i, cols)
-        axis = "" if i == 0 else str(i + 1)
-        fig.update_yaxes(scaleanchor=f"x{axis}", autorange="reversed", **_SQUARE, row=row + 1, col=col + 1)
-        fig.update_xaxes(constrain="domain", **_SQUARE, row=row + 1, col=col + 1)
 
 
 def threshold_histogram(counts: np.ndarray, edges: np.ndarray, thresholds: tuple[float, ...], filter: int,
@@ -87,8 +77,7 @@ def filter_letter_grid(bins: np.ndarray, activations: np.ndarray, filter: int, h
 def weight_grid(weights: np.ndarray, shared_scale: bool = True, height: int = 360) -> go.Figure:
     """conv1 kernels float [8, 9, 9] as 2×4 diverging heatmaps (blue < 0 < red, white at 0)."""
     w = np.asarray(weights, dtype=float)
-    fig = make_subplots(rows=2, cols=4, subplot_titles=[f"filter {f}" for f in range(len(w))],
-                        horizontal_spacing=0.03, vertical_spacing=0.08)
+    fig = filter_grid([f"filter {f}" for f in range(len(w))], height)
     top = float(np.abs(w).max()) or 1.0
     for f in range(len(w)):
         lim = top if shared_scale else float(np.abs(w[f]).max()) or 1.0
@@ -99,15 +88,13 @@ def weight_grid(weights: np.ndarray, shared_scale: bool = True, height: int = 36
             hovertemplate=f"filter {f}<br>row %{{y}}, column %{{x}}<br>weight %{{z:.3f}}<extra></extra>",
             name=f"filter {f}",
         ), row=row + 1, col=col + 1)
-    _square_axes(fig, len(w), 4)
-    fig.update_layout(height=height, margin=dict(l=4, r=4, t=28, b=4), plot_bgcolor="white")
     return fig
 
 
 def image_grid(images: np.ndarray, titles: list[str], height: int = 360) -> go.Figure:
     """Float images [8, 28, 28] in 0..1 as a 2×4 grid of grey-scale heatmaps (black 0, white 1)."""
     x = np.asarray(images, dtype=float)
-    fig = make_subplots(rows=2, cols=4, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.08)
+    fig = filter_grid(titles, height)
     for f in range(len(x)):
         row, col = divmod(f, 4)
         fig.add_trace(go.Heatmap(
@@ -115,8 +102,6 @@ def image_grid(images: np.ndarray, titles: list[str], height: int = 360) -> go.F
             hovertemplate=f"filter {f}<br>row %{{y}}, column %{{x}}<br>pixel %{{z:.2f}}<extra></extra>",
             name=f"filter {f}",
         ), row=row + 1, col=col + 1)
-    _square_axes(fig, len(x), 4)
-    fig.update_layout(height=height, margin=dict(l=4, r=4, t=28, b=4), plot_bgcolor="white")
     return fig
 
 
