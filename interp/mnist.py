@@ -188,7 +188,7 @@ def load_mnist(data_dir: Path, sources: Sequence[str] = SOURCES) -> Mnist:
     an offline torchvision attempt costs seconds at every process start.
     """
     errors = []
-    if "npm" in sources and (Path(data_dir) / NPM_CACHE).exists() and not (Path(data_dir) / "MNIST" / "raw").glob("*idx*"):
+    if "npm" in sources and (Path(data_dir) / NPM_CACHE).exists() and not any((Path(data_dir) / "MNIST" / "raw").glob("*idx*")):
         sources = ("idx", "npm", *[s for s in sources if s not in ("idx", "npm")])
     for name in sources:
         try:

