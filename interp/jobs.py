@@ -229,9 +229,9 @@ BACKENDS: dict[str, Backend] = {"local": LocalBackend(), "ray": _RayProxy()}
 
 # --- building the command ------------------------------------------------------------------------
 
-def run_location(spec: JobSpec, paths: Paths) -> str:
-    """The run folder, as both sides see it: under storage (or this runs dir)."""
-    return storage.join(spec.storage or str(paths.runs_dir), spec.name)
+def run_location(spec: JobSpec, paths: Paths, name: str | None = None) -> str:
+    """The run folder (of ``name``, default the spec's run), as both sides see it: under storage or this runs dir."""
+    return storage.join(spec.storage or str(paths.runs_dir), name or spec.name)
 
 
 def command(spec: JobSpec, paths: Paths) -> tuple[list[str], dict[str, str]]:
@@ -258,7 +258,7 @@ def command(spec: JobSpec, paths: Paths) -> tuple[list[str], dict[str, str]]:
         return [python, "-m", "interp", "finetune", *config_to_argv(cfg)], env
     ev = spec.evaluate
     _seed_eval_store(Path(location) / "eval.duckdb", paths)
-    target = ev.run if ev.run.startswith("base:") else storage.join(spec.storage or str(paths.runs_dir), ev.run)
+    target = ev.run if ev.run.startswith("base:") else run_location(spec, paths, ev.run)
     env["N2W_DB"] = storage.join(location, "eval.duckdb")  # the job's own store, merged home when it ends
     return [python, "-m", "interp", "evaluate", "--run", target, "--set", ev.eval_set, "--n", str(ev.n),
             "--batch-size", str(ev.batch_size), "--run-id", spec.name, "--json"], env
@@ -336,9 +336,7 @@ def submit(spec: JobSpec, paths: Paths, store=None) -> str:
 def resume(job_id: str, paths: Paths, store=None) -> str:
     """Start a stopped or failed job again under the same id; fine-tuning resumes from its last checkpoint."""
     store = store or _store(paths)
-    job = store.get_job(job_id)
-    if job is None:
-        raise ValueError(f"no job {job_id!r}")
+    job = _get(store, job_id)
     if job.status not in ("failed", "stopped"):
         raise ValueError(f"job {job_id} is {job.status}; only a failed or stopped job can be resumed")
     spec = JobSpec.from_dict(job.spec)
@@ -503,10 +501,10 @@ def view(job_id: str, paths: Paths, store=None) -> JobView:
                    total_steps=config.get("total_steps"))
 
 
-def list_views(paths: Paths, store=None, refresh_first: bool = True) -> list[JobView]:
+def list_views(paths: Paths, store=None) -> list[JobView]:
+    """Every job, refreshed from its backend first."""
     store = store or _store(paths)
-    if refresh_first:
-        refresh_all(paths, store)
+    refresh_all(paths, store)
     return [view(job_id, paths, store) for job_id in store.list_jobs()["id"]]
 
 
