@@ -75,8 +75,8 @@ def put(local: Path, location: str | Path) -> None:
             shutil.copy2(local, dest)
         return
     fs, path = _fs(str(location))
-    if local.is_dir():
-        fs.put(str(local), path, recursive=True)
+    if local.is_dir():  # the trailing '/' copies the contents: a second put must not nest a copy inside
+        fs.put(f"{local}/", path, recursive=True)
     else:
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(local), path)
@@ -95,10 +95,7 @@ def get(location: str | Path, local: Path) -> Path:
         return local
     fs, path = _fs(str(location))
     if fs.isdir(path):
-        local.mkdir(parents=True, exist_ok=True)
-        for item in fs.ls(path, detail=False):
-            name = item.rstrip("/").rsplit("/", 1)[-1]
-            get(f"{fs.unstrip_protocol(item)}", local / name)
+        fs.get(f"{path.rstrip('/')}/", str(local), recursive=True)
     else:
         local.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(path, str(local))

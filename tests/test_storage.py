@@ -22,8 +22,12 @@ def test_put_get_read_round_trip(tmp_path: Path, as_url: bool) -> None:
     storage.put(src / "adapter", storage.join(remote, "adapter"))
     storage.put(src / "status.json", storage.join(remote, "status.json"))
     assert storage.read_json(storage.join(remote, "status.json")) == {"status": "running"}
+    storage.put(src / "adapter", storage.join(remote, "adapter"))  # again, as a re-saved checkpoint is
     back = storage.get(remote, tmp_path / "home")
     assert (back / "adapter" / "weights.bin").read_bytes() == b"\x00\x01"
+    assert not (back / "adapter" / "adapter").exists()  # the second copy replaced, it did not nest
+    storage.get(remote, tmp_path / "home")
+    assert not (back / "run").exists()
 
     (src / "status.json").write_text('{"status": "succ')  # caught mid-write
     storage.put(src / "status.json", storage.join(remote, "status.json"))
