@@ -62,8 +62,9 @@ def majority_description(rows: Sequence[dict], mode: str = "description") -> str
 
 def read_rows(dataset_dir: Path, split: str = "train") -> list[dict]:
     """The rows of one JSONL split of a dataset folder."""
-    with (Path(dataset_dir) / f"{split}.jsonl").open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    from interp.finetune import read_jsonl
+
+    return read_jsonl(Path(dataset_dir) / f"{split}.jsonl")
 
 
 def dataset_settings(dataset_dir: Path):
