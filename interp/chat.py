@@ -58,6 +58,8 @@ class InterpreterChoice:
     """False when its base model is not fetched (or its folder is broken)."""
     hint: str = ""
     """What to do when not available."""
+    reader: bool = False
+    """An activation reader (bins as soft tokens) rather than a text interpreter."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,13 +90,17 @@ def _adapter_choice(adapter: Path, kind: str, label: str, models_dir: Path) -> I
         fetched = is_fetched(preset, models_dir)
     except (KeyError, ValueError):
         fetched = False
-    return InterpreterChoice(f"{label} ({kind}, {preset}, {info['encoder']} encoding)", str(adapter), kind,
+    reader = info.get("kind") == "reader"
+    reads = "activation reader" if reader else f"{info['encoder']} encoding"
+    return InterpreterChoice(f"{label} ({kind}, {preset}, {reads})", str(adapter), kind,
                              preset=preset, encoder=info["encoder"], thresholds=tset, available=fetched,
-                             hint="" if fetched else f"its base model is not fetched: run `{fetch_command(preset)}`")
+                             hint="" if fetched else f"its base model is not fetched: run `{fetch_command(preset)}`",
+                             reader=reader)
 
 
 def list_interpreters(paths: Paths) -> list[InterpreterChoice]:
-    """Shipped adapters first (the default), then trained runs (newest first), then base models.
+    """Shipped adapters first (readers before text interpreters: the default is the best one), then
+    trained runs (newest first), then base models.
 
     Base models: every fetched preset, and the default preset even when not fetched (marked
     unavailable, with the command that fetches it), so the list is never empty.
@@ -105,8 +111,9 @@ def list_interpreters(paths: Paths) -> list[InterpreterChoice]:
     out: list[InterpreterChoice] = []
     shipped = paths.assets_dir / SHIPPED_DIR
     if shipped.is_dir():
-        for folder in sorted(p for p in shipped.iterdir() if (p / "adapter_config.json").exists()):
-            out.append(_adapter_choice(folder, "shipped", folder.name, paths.models_dir))
+        found = [_adapter_choice(folder, "shipped", folder.name, paths.models_dir)
+                 for folder in sorted(p for p in shipped.iterdir() if (p / "adapter_config.json").exists())]
+        out += sorted(found, key=lambda c: not c.reader)
     if paths.runs_dir.is_dir():
         adapters = [p / "adapter" for p in paths.runs_dir.iterdir() if (p / "adapter" / "adapter_config.json").exists()]
         adapters.sort(key=lambda a: ((a / "adapter_config.json").stat().st_mtime, a.parent.name), reverse=True)
@@ -126,7 +133,8 @@ def injected_choice(spec: str, interpreter: Any) -> InterpreterChoice:
     preset = spec.split(":", 1)[1] if kind == "base" else None
     return InterpreterChoice(f"{getattr(interpreter, 'name', spec)} (injected)", spec, kind, preset=preset,
                              encoder=getattr(interpreter, "encoder", "paper"),
-                             thresholds=getattr(interpreter, "thresholds", None))
+                             thresholds=getattr(interpreter, "thresholds", None),
+                             reader=getattr(interpreter, "kind", None) == "reader")
 
 
 def with_overrides(choices: Sequence[InterpreterChoice], override: Any) -> list[InterpreterChoice]:

@@ -232,6 +232,10 @@ def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool)
     for key in TABLE1_KEYS:
         value = metrics[key]
         print(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
+    if metrics.get("qa"):
+        qa = metrics["qa"]
+        print(f"  {'qa_accuracy':<14} {qa['accuracy']:.4f}  (n {qa['n']}; "
+              + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in qa["by_kind"].items()) + ")")
 
 
 @command("evaluate")
@@ -240,7 +244,7 @@ def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
 
     run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
                                     run_id=args.run_id, offset=args.offset, dataset=args.dataset,
-                                    progress=not args.json)
+                                    progress=not args.json, questions=args.questions)
     _print_run_metrics(run_id, args.set, metrics, args.json)
     return 0
 
@@ -373,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="encodings per generate call")
     p.add_argument("--dataset", help="training dataset whose MNIST images mnist_eval leaves out "
                                      "(default: the one recorded with the adapter)")
+    p.add_argument("--questions", action="store_true",
+                   help="also ask one grounded count question per image and report the answers' accuracy")
     _add_eval_options(p)
     p.set_defaults(cmd="evaluate")
     bl = sub.add_parser("baseline", help="majority and activation-probe baselines").add_subparsers(

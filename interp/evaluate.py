@@ -55,8 +55,10 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("FNR", "fnr"),
     ("True FPR", "fpr"),
     ("Well-formed", "well_formed"),
+    ("Count-question accuracy", "qa_accuracy"),
 )
-"""Table 1's rows in the paper's order (label, metrics key), then the two rows the paper lacks."""
+"""Table 1's rows in the paper's order (label, metrics key), then the rows the paper lacks (the last one only
+for runs evaluated with ``--questions``)."""
 
 PAPER_TABLE1: dict[str, dict[str, float]] = {
     "Mistral-7B (paper)": {"accuracy": 0.80, "bleu": 0.9210, "rouge1": 0.9269, "rouge2": 0.8750, "iou": 0.7958,
@@ -301,9 +303,29 @@ def evaluate(interpreter, eval_rows: Sequence[dict], run_id: str, store, batch_s
     return metrics
 
 
+def evaluate_questions(interpreter, eval_rows: Sequence[dict], run_id: str, store, eval_set: str = "syn_eval",
+                       seed: int = 0) -> dict:
+    """Ask one grounded count question per row (`interp.questions.eval_questions`), score the numbers the
+    answers give, and add ``qa_accuracy`` / ``qa`` to the run's stored metrics on ``eval_set``."""
+    from interp.language import counts_to_vector
+    from interp.questions import answer_all, eval_questions, score_answers
+
+    counts = np.array([counts_to_vector(r["counts"]) for r in eval_rows], dtype=np.int64).reshape(-1, len(SHAPES))
+    questions = eval_questions(counts, seed)
+    answers = answer_all(interpreter, [r["encoding"] for r in eval_rows], questions)
+    qa = score_answers(questions, answers)
+    qa["examples"] = [{"index": r["index"], "question": q.text, "answer": a, "truth": q.truth}
+                      for r, q, a in list(zip(eval_rows, questions, answers, strict=True))[:20]]
+    stored = store.get_metrics(run_id)
+    stored = stored[stored["eval_set"] == eval_set]["metrics"]
+    metrics = dict(stored.iloc[0]) if len(stored) else {}
+    store.save_metrics(run_id, eval_set, {**metrics, "qa_accuracy": qa["accuracy"], "qa": qa})
+    return qa
+
+
 def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_size: int = 8,
                   run_id: str | None = None, offset: int = 0, dataset: str | None = None,
-                  progress: bool = True) -> tuple[str, dict]:
+                  progress: bool = True, questions: bool = False) -> tuple[str, dict]:
     """`python -m interp evaluate`: load ``spec`` (a run/adapter folder or base:PRESET), evaluate, store."""
     from interp.finetune import resolve_dataset
     from interp.interpreter import load_interpreter
@@ -314,8 +336,12 @@ def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_siz
     es = load_eval_set(eval_set, interpreter, paths, n=n, offset=offset, dataset_dir=dataset_dir)
     run_id = run_id or slug(spec)
     path = spec if not spec.startswith("base:") else None
-    metrics = evaluate(interpreter, es.rows, run_id, Store(paths.db_path), batch_size, progress,
+    store = Store(paths.db_path)
+    metrics = evaluate(interpreter, es.rows, run_id, store, batch_size, progress,
                        eval_set=eval_set, config={"spec": spec, **es.config()}, path=path)
+    if questions:
+        qa = evaluate_questions(interpreter, es.rows, run_id, store, eval_set)
+        metrics = {**metrics, "qa_accuracy": qa["accuracy"], "qa": qa}
     return run_id, metrics
 
 
@@ -352,9 +378,12 @@ def metrics_table(columns: Mapping[str, Mapping[str, Any]], paper: bool = False)
     cols = dict(columns)
     if paper:
         cols.update(PAPER_TABLE1)
-    data = {name: [float(m[key]) if m.get(key) is not None else np.nan for _, key in METRIC_ROWS]
+    # The count-question row only where some run was asked questions (`evaluate --questions`).
+    rows = [(label, key) for label, key in METRIC_ROWS
+            if key != "qa_accuracy" or any(m.get(key) is not None for m in columns.values())]
+    data = {name: [float(m[key]) if m.get(key) is not None else np.nan for _, key in rows]
             for name, m in cols.items()}
-    return pd.DataFrame(data, index=pd.Index([label for label, _ in METRIC_ROWS], name="Metric"))
+    return pd.DataFrame(data, index=pd.Index([label for label, _ in rows], name="Metric"))
 
 
 def per_shape_table(columns: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import torch
 
 LOSS_ON = ("all", "completion")
 PADDING = ("dynamic", "max_length")
+INTERPRETERS = ("text", "reader")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class FinetuneConfig:
     """Dataset folder with train.jsonl / val.jsonl (from `dataset build`), or a registered dataset id/name."""
     out: str
     """Run folder (created; an existing run there is resumed)."""
+    interpreter: str = "text"
+    """'text': the paper's interpreter reading the encoded text; 'reader': the bins enter the LLM as soft tokens through a trained connector."""
     preset: str = "smollm2-135m"
     """Model preset name, Hugging Face id, or local model folder."""
     max_steps: int = -1
@@ -38,9 +41,9 @@ class FinetuneConfig:
     epochs: float = 1.0
     """Passes over the training split (when max_steps is -1)."""
     learning_rate: float | None = None
-    """Peak learning rate (default: the preset's; the paper: 2e-3 Mistral, 2.5e-5 Mixtral)."""
+    """Peak learning rate (default: the preset's, the paper: 2e-3 Mistral, 2.5e-5 Mixtral; the reader: 1e-3)."""
     batch_size: int | None = None
-    """Sequences per device step (default: the preset's; the paper: 4 Mistral, 2 Mixtral)."""
+    """Sequences per device step (default: the preset's, the paper: 4 Mistral, 2 Mixtral; the reader: 16)."""
     grad_accum: int | None = None
     """Gradient accumulation steps (default: the preset's)."""
     lora_r: int = 16
@@ -49,6 +52,8 @@ class FinetuneConfig:
     """LoRA scaling numerator."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA branch."""
+    lora_targets: tuple[str, ...] = ()
+    """Modules that get LoRA adapters (default: the preset's, §3.3: q/k/v; the reader adds o_proj)."""
     loss_on: str = "all"
     """'all': loss over prompt, activations and description as the paper (§3.3); 'completion': description only (a deviation)."""
     padding: str = "dynamic"
@@ -77,14 +82,29 @@ class FinetuneConfig:
     """QLoRA 4-bit NF4 + double quantisation; default: the preset's choice on CUDA (Mistral/Mixtral), never on CPU."""
     threads: int | None = None
     """torch CPU threads (default: all cores)."""
+    reader_warmup_epochs: float = 4.0
+    """Reader only: epochs of the connector's count warm-up before the joint stage (0: none)."""
+    reader_aux_weight: float = 0.5
+    """Reader only: weight of the connector's count loss beside the LM loss in the joint stage."""
+    reader_qa_share: float = 0.5
+    """Reader only: share of training images that also get a grounded question (interp.questions)."""
+    lr_scheduler: str | None = None
+    """Learning-rate schedule after warm-up, 'linear' or 'cosine' (default: linear for text, cosine for the reader)."""
     sync_to: str | None = None
     """Storage location (path or fsspec URL) mirroring the run folder: metrics and status as they are written, checkpoints, the adapter at the end; a run restarted elsewhere resumes from the checkpoints there."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # JSON gives a list back
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
         if self.padding not in PADDING:
             raise ValueError(f"padding must be one of {PADDING}, got {self.padding!r}")
+        if self.interpreter not in INTERPRETERS:
+            raise ValueError(f"interpreter must be one of {INTERPRETERS}, got {self.interpreter!r}")
+        if self.lr_scheduler not in (None, "linear", "cosine"):
+            raise ValueError(f"lr_scheduler must be linear or cosine, got {self.lr_scheduler!r}")
+        if self.reader_warmup_epochs < 0 or self.reader_aux_weight < 0 or not 0 <= self.reader_qa_share <= 1:
+            raise ValueError("reader_warmup_epochs and reader_aux_weight must be ≥ 0, reader_qa_share in [0, 1]")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.max_length < 16 or self.lora_r < 1 or self.epochs <= 0:
@@ -174,7 +194,7 @@ def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
 
 # --- logging callback --------------------------------------------------------------------------
 
-def _metrics_callback(path: Path, total_steps_hint: int, sync_to: str | None = None):
+def metrics_callback(path: Path, total_steps_hint: int, sync_to: str | None = None):
     from transformers import TrainerCallback
 
     from interp import storage
@@ -222,11 +242,28 @@ class FinetuneResult:
     model: Any
 
 
-def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress: bool = True,
-             callbacks: list | None = None) -> FinetuneResult:
-    """Train LoRA adapters into ``cfg.out``; resumes from the newest checkpoint there."""
+@dataclass
+class TrainingSetup:
+    """What both interpreter kinds share before training: resolved settings, data folder, LoRA-wrapped model."""
+
+    out: Path
+    device: str
+    quantize: bool
+    bf16: bool
+    lr: float
+    batch: int
+    accum: int
+    scheduler: str
+    data_dir: Path
+    manifest: dict
+    preset: Any
+    tokenizer: Any
+    model: Any
+
+
+def prepare_training(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path) -> TrainingSetup:
+    """Resolve device/precision/hyper-parameters once, fetch data and model, wrap the model with LoRA."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainingArguments
 
     from interp import storage
     from interp.models import fetch_model, load_model, load_tokenizer, resolve_device
@@ -241,10 +278,6 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     if quantize and not device.startswith("cuda"):
         raise ValueError("4-bit quantisation needs CUDA; use --no-quantize-4bit on CPU")
     bf16 = cpu_has_bf16() if (cfg.bf16 is None and device == "cpu") else (cfg.bf16 is not False)
-    lr = cfg.learning_rate or preset.learning_rate
-    batch = cfg.batch_size or preset.batch_size
-    accum = cfg.grad_accum or preset.gradient_accumulation_steps
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.sync_to and not (out / "checkpoints").exists() and storage.exists(storage.join(cfg.sync_to, "checkpoints")):
@@ -257,64 +290,81 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     fetch_model(cfg.preset, models_dir)  # at once when present; a fresh GPU box fetches its own copy
     tokenizer = load_tokenizer(cfg.preset, models_dir)
     model = load_model(cfg.preset, models_dir, device=device, quantize_4bit=quantize)
-
-    def encode(rows: list[dict]) -> list[dict]:
-        return [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length, cfg.loss_on) for r in rows]
-
-    train = encode(read_jsonl(data_dir / "train.jsonl", cfg.max_train_samples))
-    val_path = data_dir / "val.jsonl"
-    val = encode(read_jsonl(val_path, cfg.max_eval_samples)) if val_path.exists() and cfg.eval_steps else None
-
     if quantize:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    d = kind_defaults(cfg.interpreter, preset)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(preset.lora_target_modules), task_type="CAUSAL_LM")
+                      target_modules=list(cfg.lora_targets or d["lora_targets"]), task_type="CAUSAL_LM")
     torch.manual_seed(cfg.seed)
     model = get_peft_model(model, lora)
+    return TrainingSetup(out, device, quantize, bf16, cfg.learning_rate or d["learning_rate"],
+                         cfg.batch_size or d["batch_size"], cfg.grad_accum or preset.gradient_accumulation_steps,
+                         cfg.lr_scheduler or d["lr_scheduler"], data_dir, manifest, preset, tokenizer, model)
 
-    steps_per_epoch = math.ceil(len(train) / (batch * accum))
-    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
-    run_config = {"finetune": cfg.to_dict(), "device": device, "quantize_4bit": quantize, "bf16": bf16,
-                  "learning_rate": lr, "batch_size": batch, "grad_accum": accum, "total_steps": total_steps,
-                  "preset": asdict(preset), "dataset_dir": str(data_dir),
-                  "dataset_hash": manifest.get("hash"), "dataset_manifest": manifest,
-                  "n_train": len(train), "n_val": len(val or []),
-                  "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
-    _sync(out, cfg.sync_to, "run_config.json")
 
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
-        per_device_train_batch_size=batch,
-        per_device_eval_batch_size=batch,
-        gradient_accumulation_steps=accum,
-        learning_rate=lr,
+READER_DEFAULTS = {"learning_rate": 1e-3, "batch_size": 16, "lr_scheduler": "cosine",
+                   "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj")}
+"""The reader's defaults (measured on SmolLM2, README "The activation reader"): its sequences are ~100 tokens,
+so a batch of 16 costs what 4 text samples do, and the fresh connector wants a higher rate than LoRA alone."""
+
+
+def kind_defaults(interpreter: str, preset: Any) -> dict:
+    """Hyper-parameters a run of ``interpreter`` kind uses where the config leaves them unset (page and CLI alike)."""
+    if interpreter == "reader":
+        return dict(READER_DEFAULTS)
+    return {"learning_rate": preset.learning_rate, "batch_size": preset.batch_size, "lr_scheduler": "linear",
+            "lora_targets": tuple(preset.lora_target_modules)}
+
+
+def training_arguments(cfg: FinetuneConfig, setup: TrainingSetup, has_val: bool, **overrides: Any) -> Any:
+    """TrainingArguments both kinds use: checkpoints under the run folder, device-driven precision and optimiser."""
+    from transformers import TrainingArguments
+
+    kwargs = dict(
+        output_dir=str(setup.out / "checkpoints"),
+        per_device_train_batch_size=setup.batch,
+        per_device_eval_batch_size=setup.batch,
+        gradient_accumulation_steps=setup.accum,
+        learning_rate=setup.lr,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type="linear",
+        lr_scheduler_type=setup.scheduler,
         logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if val else "no",
+        eval_strategy="steps" if has_val else "no",
         eval_steps=cfg.eval_steps or None,
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=2,
-        bf16=bf16,
-        use_cpu=device == "cpu",
-        optim="paged_adamw_32bit" if quantize else "adamw_torch",
-        gradient_checkpointing=quantize,
+        bf16=setup.bf16,
+        use_cpu=setup.device == "cpu",
+        optim="paged_adamw_32bit" if setup.quantize else "adamw_torch",
+        gradient_checkpointing=setup.quantize,
         report_to="none",
         seed=cfg.seed,
-        disable_tqdm=not progress,
+        disable_tqdm=True,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
     )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = PadCollator(pad_id, cfg.max_length if cfg.padding == "max_length" else None)
-    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=collator,
-                      callbacks=[_metrics_callback(out / "metrics.jsonl", total_steps, cfg.sync_to),
-                                 *(callbacks or [])])
+    kwargs.update(overrides)
+    return TrainingArguments(**kwargs)
+
+
+def run_config_dict(cfg: FinetuneConfig, setup: TrainingSetup, total_steps: int, n_train: int, n_val: int,
+                    **extra: Any) -> dict:
+    return {"finetune": cfg.to_dict(), "interpreter": cfg.interpreter, "device": setup.device,
+            "quantize_4bit": setup.quantize, "bf16": setup.bf16, "learning_rate": setup.lr,
+            "batch_size": setup.batch, "grad_accum": setup.accum, "lr_scheduler": setup.scheduler,
+            "total_steps": total_steps,
+            "preset": asdict(setup.preset), "dataset_dir": str(setup.data_dir),
+            "dataset_hash": setup.manifest.get("hash"), "dataset_manifest": setup.manifest,
+            "n_train": n_train, "n_val": n_val,
+            "trainable_params": sum(p.numel() for p in setup.model.parameters() if p.requires_grad), **extra}
+
+
+def train_with_status(trainer: Any, cfg: FinetuneConfig, out: Path) -> None:
+    """Run (or resume) ``trainer`` with status.json kept current; a failure is recorded, then raised."""
     last = last_complete_checkpoint(out / "checkpoints")
     _write_status(out, "running", cfg.sync_to, resumed_from=last)
     try:
@@ -322,12 +372,50 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     except BaseException as exc:
         _write_status(out, "failed", cfg.sync_to, error=f"{type(exc).__name__}: {exc}")
         raise
+
+
+def finish_run(out: Path, cfg: FinetuneConfig, adapter: Path, run_config: dict, steps: int) -> None:
+    (adapter / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
+    _sync(out, cfg.sync_to, "adapter", "metrics.jsonl")
+    _write_status(out, "succeeded", cfg.sync_to, adapter=str(adapter), steps=steps)
+
+
+def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress: bool = True,
+             callbacks: list | None = None) -> FinetuneResult:
+    """Train LoRA adapters (and, for the reader, its connector) into ``cfg.out``; resumes from the newest checkpoint."""
+    if cfg.interpreter == "reader":
+        from interp.reader_training import finetune_reader  # deferred: reader_training builds on this module
+
+        return finetune_reader(cfg, models_dir, datasets_dir, progress, callbacks)
+    from transformers import Trainer
+
+    setup = prepare_training(cfg, models_dir, datasets_dir)
+    out, tokenizer, model = setup.out, setup.tokenizer, setup.model
+
+    def encode(rows: list[dict]) -> list[dict]:
+        return [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length, cfg.loss_on) for r in rows]
+
+    train = encode(read_jsonl(setup.data_dir / "train.jsonl", cfg.max_train_samples))
+    val_path = setup.data_dir / "val.jsonl"
+    val = encode(read_jsonl(val_path, cfg.max_eval_samples)) if val_path.exists() and cfg.eval_steps else None
+
+    steps_per_epoch = math.ceil(len(train) / (setup.batch * setup.accum))
+    total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    run_config = run_config_dict(cfg, setup, total_steps, len(train), len(val or []))
+    (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
+    _sync(out, cfg.sync_to, "run_config.json")
+
+    args = training_arguments(cfg, setup, bool(val), disable_tqdm=not progress)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = PadCollator(pad_id, cfg.max_length if cfg.padding == "max_length" else None)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=collator,
+                      callbacks=[metrics_callback(out / "metrics.jsonl", total_steps, cfg.sync_to),
+                                 *(callbacks or [])])
+    train_with_status(trainer, cfg, out)
     adapter = out / "adapter"
     model.save_pretrained(str(adapter), safe_serialization=True)
     tokenizer.save_pretrained(str(adapter))
-    (adapter / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
-    _sync(out, cfg.sync_to, "adapter", "metrics.jsonl")
-    _write_status(out, "succeeded", cfg.sync_to, adapter=str(adapter), steps=trainer.state.global_step)
+    finish_run(out, cfg, adapter, run_config, trainer.state.global_step)
     return FinetuneResult(adapter, trainer.state.global_step, model)
 
 

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 import torch
 
-from interp.prompt import INPUT_SIGNIFIER, build_prompt
+from interp.prompt import INPUT_SIGNIFIER, build_prompt, build_question
+from interp.reader import READER_FILE
+from interp.stopping import StopOnStrings
 
 STOP_STRINGS = ("\n", "###", INPUT_SIGNIFIER)
 """A description is one line: generation stops at a newline or the next section marker (§4.2)."""
@@ -46,20 +48,6 @@ def cut_at_stop(text: str, stops: Sequence[str] = STOP_STRINGS) -> str:
     return text[:cut].strip()
 
 
-class _StopOnStrings:
-    """A StoppingCriteria: stop when every sequence's new text holds a stop string (or on request)."""
-
-    def __init__(self, tokenizer: Any, prompt_len: int, stops: Sequence[str], stop_event: threading.Event | None):
-        self.tokenizer, self.prompt_len, self.stops, self.stop_event = tokenizer, prompt_len, stops, stop_event
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kw: Any) -> torch.Tensor:
-        if self.stop_event is not None and self.stop_event.is_set():
-            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        done = [any(s in t for s in self.stops) for t in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
 @dataclass
 class HFInterpreter:
     """A transformers causal LM (optionally a PeftModel) behind the Interpreter interface."""
@@ -70,6 +58,7 @@ class HFInterpreter:
     encoder: str = "paper"
     thresholds: Any = None
     info: dict = field(default_factory=dict)
+    kind: str = "text"
 
     def _generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float, stops: Sequence[str],
                   stop_event: threading.Event | None = None, streamer: Any = None) -> list[str]:
@@ -79,7 +68,7 @@ class HFInterpreter:
         tok.padding_side = "left"  # generation continues from the right end of every row
         batch = tok(list(prompts), return_tensors="pt", padding=True).to(self.model.device)
         prompt_len = batch["input_ids"].shape[1]
-        criteria = StoppingCriteriaList([_StopOnStrings(tok, prompt_len, stops, stop_event)])
+        criteria = StoppingCriteriaList([StopOnStrings(tok, prompt_len, stops, stop_event)])
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
         with torch.no_grad():
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, stopping_criteria=criteria,
@@ -94,6 +83,11 @@ class HFInterpreter:
             prompts = [build_prompt(e, self.encoder) for e in encodings[i : i + batch_size]]
             out += [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
         return out
+
+    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 64) -> list[str]:
+        """Greedy answers, one question per encoding, as a first chat turn (`build_question`); one line each."""
+        prompts = [build_question(e, q.strip(), self.encoder) for e, q in zip(encodings, questions, strict=True)]
+        return [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
 
     def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                stop_event: threading.Event | None = None) -> Iterator[str]:
@@ -146,18 +140,21 @@ class FakeInterpreter:
 
 
 def read_interpreter_info(adapter_dir: Path) -> dict:
-    """preset, encoder and threshold set an adapter was trained with (from its run_config.json)."""
+    """preset, encoder, threshold set and kind ('text' or 'reader') of an adapter (from its run_config.json)."""
     cfg_path = Path(adapter_dir) / "run_config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{adapter_dir} has no run_config.json: not an adapter saved by `interp finetune`")
     cfg = json.loads(cfg_path.read_text())
     manifest = cfg.get("dataset_manifest") or {}
+    kind = "reader" if (Path(adapter_dir) / READER_FILE).exists() else "text"
     return {"preset": cfg["finetune"]["preset"], "encoder": manifest.get("encoder", "paper"),
-            "threshold_set": manifest.get("threshold_set"), "run_config": cfg}
+            "threshold_set": manifest.get("threshold_set"), "kind": kind, "run_config": cfg}
 
 
-def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> HFInterpreter:
+def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
     """``spec``: an adapter folder (a run's ``adapter/`` or a shipped one), a run folder, or ``base:PRESET``.
+
+    An adapter folder holding a connector (``reader.safetensors``) loads as a `ReaderInterpreter`.
 
     ``base:PRESET`` is the pre-trained model without adapter (the paper's before-fine-tuning column);
     it reads the paper encoding unless a later caller sets ``encoder``.
@@ -181,5 +178,10 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> HFInt
     base = load_model(info["preset"], models_dir, device=device)
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
     tset = ThresholdSet.from_dict(info["threshold_set"]) if info["threshold_set"] else None
-    return HFInterpreter(model, load_tokenizer(info["preset"], models_dir), name=str(spec),
-                         encoder=info["encoder"], thresholds=tset, info=info)
+    tokenizer = load_tokenizer(info["preset"], models_dir)
+    if info["kind"] == "reader":
+        from interp.reader import ReaderInterpreter, load_reader
+
+        return ReaderInterpreter(load_reader(adapter, model, tokenizer), tokenizer, name=str(spec),
+                                 encoder=info["encoder"], thresholds=tset, info=info)
+    return HFInterpreter(model, tokenizer, name=str(spec), encoder=info["encoder"], thresholds=tset, info=info)

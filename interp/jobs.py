@@ -48,6 +48,8 @@ class EvaluateJobConfig:
     """Samples to describe."""
     batch_size: int = 8
     """Encodings per generate call."""
+    questions: bool = False
+    """Also ask one grounded count question per image and store the answers' accuracy."""
 
     def __post_init__(self) -> None:
         from interp.evaluate import EVAL_SETS
@@ -261,7 +263,8 @@ def command(spec: JobSpec, paths: Paths) -> tuple[list[str], dict[str, str]]:
     target = ev.run if ev.run.startswith("base:") else run_location(spec, paths, ev.run)
     env["N2W_DB"] = storage.join(location, "eval.duckdb")  # the job's own store, merged home when it ends
     return [python, "-m", "interp", "evaluate", "--run", target, "--set", ev.eval_set, "--n", str(ev.n),
-            "--batch-size", str(ev.batch_size), "--run-id", spec.name, "--json"], env
+            "--batch-size", str(ev.batch_size), "--run-id", spec.name, "--json",
+            *(["--questions"] if ev.questions else [])], env
 
 
 def _seed_eval_store(db: Path, paths: Paths) -> None:

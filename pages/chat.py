@@ -118,7 +118,9 @@ else:
 targets = [spec] + ([choice.base_spec] if both else [])
 keys = {s: chat.thread_key(s, encoding) for s in targets}
 loaded = {s: chat.load_thread(db, threads[keys[s]]) if keys[s] in threads else None for s in targets}
-right.caption(f"Encoding: **{choice.encoder}** · threshold set **{threshold_name}** · {len(encoding):,} characters")
+right.caption(f"Encoding: **{choice.encoder}** · threshold set **{threshold_name}** · {len(encoding):,} characters"
+              + (" · the activation reader decodes it back to the bins and reads them as 50 soft tokens"
+                 if choice.reader else ""))
 
 main_thread = loaded[spec]
 with st.expander("Prompt: the exact text the interpreter reads", expanded=False):
@@ -129,7 +131,10 @@ with st.expander("Prompt: the exact text the interpreter reads", expanded=False)
         preview = chat.build_chat_prompt(main_thread.head if main_thread else chat.prompt_head(encoding, choice.encoder),
                                          main_thread.turns if main_thread else [], PRESET_QUESTIONS["describe"])
         st.caption("What the “Describe” preset would send now; a free question ends in "
-                   "`### Question: …` / `### Answer:` instead of `### Output:`.")
+                   "`### Question: …` / `### Answer:` instead of `### Output:`."
+                   + (" The activation reader replaces the task line and the encoding with its own short task "
+                      "and 50 soft tokens (49 patches and a summary), and reads the turns after them as text."
+                      if choice.reader else ""))
         st.code(preview, language=None, wrap_lines=True)
 
 

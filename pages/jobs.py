@@ -11,7 +11,7 @@ import streamlit as st
 
 from interp import jobs
 from interp.evaluate import EVAL_SETS
-from interp.finetune import LOSS_ON, FinetuneConfig
+from interp.finetune import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
 from interp.presets import get_preset, list_presets
 from pages.common import paths, store
 from pages.figures import loss_curve
@@ -56,6 +56,8 @@ st.caption("Fine-tune an interpreter with LoRA / QLoRA (§3.3) as a job: on this
            "through Ray. Progress comes from each run's metrics file; job records live in the store and stay "
            "right after the app restarts (a job whose process died is marked failed with its last log lines).")
 
+INTERPRETER_LABELS = {"text": "text", "reader": "activation reader"}
+
 # --- a new job --------------------------------------------------------------------------------
 datasets = dataset_names()
 with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
@@ -63,7 +65,13 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
         st.info("No dataset yet. Build one first, e.g.\n\n"
                 "    python -m interp dataset build --name compact-15k --encoder compact")
     else:
-        c1, c2 = st.columns(2)
+        c1, c3, c2 = st.columns([2, 1, 1])
+        kind = c3.radio("Interpreter", INTERPRETERS, horizontal=True, key="jobs_interpreter",
+                        format_func=INTERPRETER_LABELS.get,
+                        help="text: the paper's interpreter reads the encoding as text. reader: the bins enter "
+                             "the LLM as 50 soft tokens through a trained connector (≈100 tokens a sample "
+                             "instead of ≈480: far more samples per CPU hour). Use a dataset built with "
+                             "--encoder paper for the reader (any lossless encoder works).")
         presets = [p.name for p in list_presets()] + [OTHER]
         choice = c1.selectbox("Base model", presets, key="jobs_preset",
                               format_func=lambda n: n if n == OTHER else f"{n} — {get_preset(n).description}")
@@ -78,6 +86,7 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
             preset = None
             st.error(f"Unknown model {preset_name!r}: {exc}")
     if datasets and preset is not None:
+        defaults = kind_defaults(kind, preset)
         with st.form("jobs_new"):
             a, b, c = st.columns(3)
             dataset = a.selectbox("Dataset", datasets, key="jobs_dataset")
@@ -86,11 +95,13 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
                                      "checkpoints resumes from them.")
             max_steps = c.number_input("Max steps", min_value=1, value=100, step=10, key="jobs_steps")
             a, b, c, d = st.columns(4)
-            lr = a.number_input("Learning rate", min_value=1e-7, max_value=1.0, value=float(preset.learning_rate),
-                                format="%.2e", key=f"jobs_lr_{preset_name}",
-                                help="The preset's default (the paper: 2e-3 Mistral-7B, 2.5e-5 Mixtral-8x7B).")
-            batch = b.number_input("Batch size", min_value=1, value=int(preset.batch_size),
-                                   key=f"jobs_batch_{preset_name}", help="The paper: 4 Mistral-7B, 2 Mixtral-8x7B.")
+            lr = a.number_input("Learning rate", min_value=1e-7, max_value=1.0, value=float(defaults["learning_rate"]),
+                                format="%.2e", key=f"jobs_lr_{preset_name}_{kind}",
+                                help="The preset's default (the paper: 2e-3 Mistral-7B, 2.5e-5 Mixtral-8x7B); "
+                                     "the reader's: 1e-3.")
+            batch = b.number_input("Batch size", min_value=1, value=int(defaults["batch_size"]),
+                                   key=f"jobs_batch_{preset_name}_{kind}",
+                                   help="The paper: 4 Mistral-7B, 2 Mixtral-8x7B; the reader: 16.")
             accum = c.number_input("Gradient accumulation", min_value=1,
                                    value=int(preset.gradient_accumulation_steps), key=f"jobs_accum_{preset_name}")
             lora_r = d.number_input("LoRA rank", min_value=1, value=16, key="jobs_lora_r")
@@ -120,6 +131,7 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
         if submitted:
             try:
                 cfg = FinetuneConfig(dataset=dataset, out="", preset=preset_name, max_steps=int(max_steps),
+                                     interpreter=kind,
                                      learning_rate=float(lr), batch_size=int(batch), grad_accum=int(accum),
                                      lora_r=int(lora_r), lora_alpha=2 * int(lora_r), loss_on=loss_on,
                                      eval_steps=int(eval_steps), save_steps=int(save_steps),
@@ -175,10 +187,14 @@ def job_detail(v) -> None:
         eval_set = c1.selectbox("Held-out set", EVAL_SETS, key=f"jobs_eval_set_{v.id}",
                                 help="syn_eval: generated shapes; mnist_eval: the MNIST digits people annotated.")
         n = c2.number_input("Samples", min_value=1, value=40, key=f"jobs_eval_n_{v.id}")
+        questions = c2.checkbox("Count questions too", key=f"jobs_eval_qa_{v.id}",
+                                help="Also ask one grounded count question per image (\"How many curves…\") "
+                                     "and score the numbers in the answers.")
         if c3.button("Evaluate this run", key=f"jobs_eval_{v.id}",
                      help="Queues an evaluation job; its Table 1 metrics appear on the Compare page."):
             submit({"kind": "evaluate", "name": f"{v.spec.name}-{eval_set}",
-                    "evaluate": jobs.EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n)),
+                    "evaluate": jobs.EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n),
+                                                       questions=questions),
                     "backend": v.backend, "address": v.spec.address, "storage": v.spec.storage,
                     "remote_data_dir": v.spec.remote_data_dir, "num_gpus": v.spec.num_gpus})
         st.page_link("pages/chat.py", label="Chat with this interpreter", icon="💬")

@@ -72,3 +72,11 @@ def tiny_model(kind: str, directory: Path, vocab: int) -> None:
     else:
         model = MixtralForCausalLM(MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
     model.save_pretrained(directory)
+
+
+def tiny_setup(tmp_path: Path, kind: str, data: Path) -> dict:
+    """A tiny random model of ``kind`` with its tokenizer, beside a dataset folder: what fine-tuning tests need."""
+    model_dir = tmp_path / f"tiny-{kind}"
+    tok = tiny_tokenizer(model_dir)
+    tiny_model(kind, model_dir, len(tok))
+    return {"model": model_dir, "data": data, "tok": tok, "tmp": tmp_path}

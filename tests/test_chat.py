@@ -81,6 +81,17 @@ def test_list_interpreters_shipped_first_runs_newest_then_base(tmp_path: Path) -
     assert all(c.available and not c.hint for c in chat.list_interpreters(paths))
 
 
+def test_a_shipped_reader_is_the_default(tmp_path: Path) -> None:
+    paths = Paths(root=tmp_path, data_dir=tmp_path / "data", assets_dir=tmp_path / "assets", runs_dir=tmp_path / "runs")
+    text = _adapter(paths.assets_dir / "interpreters" / "a-text")
+    reader = _adapter(paths.assets_dir / "interpreters" / "z-reader", encoder="paper")
+    (reader / "reader.safetensors").write_bytes(b"")
+    (reader / "reader_config.json").write_text("{}")
+    choices = chat.list_interpreters(paths)
+    assert [(c.spec, c.reader) for c in choices[:2]] == [(str(reader), True), (str(text), False)]
+    assert "activation reader" in choices[0].label and "compact encoding" in choices[1].label
+
+
 def test_list_interpreters_without_anything_offers_the_default_base(tmp_path: Path) -> None:
     paths = Paths(root=tmp_path, data_dir=tmp_path / "data", assets_dir=tmp_path / "assets", runs_dir=tmp_path / "runs")
     [only] = chat.list_interpreters(paths)

@@ -202,7 +202,7 @@ def test_comparison_helpers(store: Store) -> None:
     assert table.loc["F1", "B"] == 1.0
     assert table.loc["Avg edit distance", "Mixtral-8x7B (paper)"] == 3.55
     assert np.isnan(table.loc["True FPR", "Mistral-7B (paper)"])
-    assert len(metrics_table({"A": ma})) == 13
+    assert len(metrics_table({"A": ma})) == 13  # Table 1, true FPR, well-formed (no count questions asked)
 
     shapes = per_shape_table({"A": ma, "B": mb})
     assert len(shapes) == 2 * len(SHAPES) * 2
@@ -245,3 +245,23 @@ def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, caps
     assert (run.config["thresholds"], run.config["seed"], run.config["n"]) == ("dflt", SYN_EVAL_SEED, 5)
     preds = Store(paths.db_path).get_predictions("base-tiny", "syn_eval")
     assert preds["prompt_encoding"][0].startswith("f")  # rle text of the held-out image
+
+
+def test_evaluate_questions_scores_answers_and_adds_them_to_the_metrics(store: Store) -> None:
+    from interp.evaluate import evaluate_questions
+    from interp.language import counts_to_vector
+    from interp.prompt import build_question
+    from interp.questions import eval_questions
+
+    rows = [{**r, "counts": c} for r, c in zip(ROWS, ({"vertical": 1, "ellipse": 1}, {"corner": 1},
+                                                      {"horizontal": 1}), strict=True)]
+    evaluate(FakeInterpreter(ANSWERS.get), rows, "qa-run", store, progress=False)
+    questions = eval_questions(np.array([counts_to_vector(r["counts"]) for r in rows]), seed=0)
+    answers = {build_question(r["encoding"], q.text, "paper"): q.answer for r, q in zip(rows, questions, strict=True)}
+    answers[build_question(rows[2]["encoding"], questions[2].text, "paper")] = "I cannot tell."
+    qa = evaluate_questions(FakeInterpreter(answers.get), rows, "qa-run", store)
+    assert qa["n"] == 3 and qa["accuracy"] == pytest.approx(2 / 3)
+    assert [e["question"] for e in qa["examples"]] == [q.text for q in questions]
+    [stored] = store.get_metrics("qa-run")["metrics"]
+    assert stored["qa_accuracy"] == pytest.approx(2 / 3) and stored["accuracy"] == pytest.approx(1 / 3)
+    assert metrics_table({"A": stored}).loc["Count-question accuracy", "A"] == pytest.approx(2 / 3)

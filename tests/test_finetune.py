@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from interp.finetune import FinetuneConfig, PadCollator, finetune, tokenize_example
-from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
+from tests.conftest import COMPLETION, PROMPT, tiny_setup
 
 
 def _dataset(directory: Path, n: int = 8) -> Path:
@@ -23,11 +23,7 @@ def _dataset(directory: Path, n: int = 8) -> Path:
 
 @pytest.fixture
 def tiny(tmp_path: Path, request) -> dict:
-    kind = getattr(request, "param", "mistral")
-    model_dir = tmp_path / f"tiny-{kind}"
-    tok = tiny_tokenizer(model_dir)
-    tiny_model(kind, model_dir, len(tok))
-    return {"model": model_dir, "data": _dataset(tmp_path / "ds"), "tok": tok, "tmp": tmp_path}
+    return tiny_setup(tmp_path, getattr(request, "param", "mistral"), _dataset(tmp_path / "ds"))
 
 
 def _cfg(tiny: dict, **kw) -> FinetuneConfig:

@@ -49,14 +49,14 @@ def test_stream_matches_generate_and_can_be_stopped(tiny_lm: HFInterpreter) -> N
 
 
 def test_stop_criteria_stop_on_strings_and_on_request(tiny_lm: HFInterpreter) -> None:
-    from interp.interpreter import _StopOnStrings
+    from interp.stopping import StopOnStrings
 
     tok = tiny_lm.tokenizer
     prompt = tok(["### Input: fz", "### Input: fz"], return_tensors="pt")["input_ids"]
     new = tok(["Image with\n", "Image with"], return_tensors="pt", padding=True)["input_ids"]
     ids = torch.cat([prompt, new], dim=1)
     event = threading.Event()
-    criteria = _StopOnStrings(tok, prompt.shape[1], ("\n",), event)
+    criteria = StopOnStrings(tok, prompt.shape[1], ("\n",), event)
     assert criteria(ids, None).tolist() == [True, False]
     event.set()  # the user pressed stop
     assert criteria(ids, None).tolist() == [True, True]

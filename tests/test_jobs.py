@@ -78,6 +78,15 @@ def test_command_is_an_argument_vector(tiny, paths) -> None:
     assert argv[argv.index("--learning-rate") + 1] == "0.002"
     assert env["N2W_DATA_DIR"] == str(paths.data_dir)
 
+    reader = JobSpec(kind="finetune", name="run-r", finetune=tiny_finetune(model, data, interpreter="reader",
+                                                                           lora_targets=("q_proj", "o_proj")))
+    argv, _ = jobs.command(reader, paths)
+    assert argv[argv.index("--interpreter") + 1] == "reader"
+    assert argv[argv.index("--lora-targets") + 1 : argv.index("--lora-targets") + 3] == ["q_proj", "o_proj"]
+    ev = JobSpec(kind="evaluate", name="run-r-eval", evaluate=EvaluateJobConfig(run="run-r", questions=True))
+    argv, _ = jobs.command(ev, paths)
+    assert argv[1:4] == ["-m", "interp", "evaluate"] and argv[-1] == "--questions"
+
     url = f"file://{paths.data_dir / 'bucket'}"
     spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data), backend="ray",
                    address="http://127.0.0.1:8265", storage=url)

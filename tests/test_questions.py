@@ -1,0 +1,90 @@
+"""Grounded questions: answers follow from the counts, and answer_count reads them back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interp.language import SHAPES
+from interp.questions import (
+    Question,
+    answer_all,
+    answer_count,
+    eval_questions,
+    make_question,
+    sample_questions,
+    score_answers,
+)
+
+COUNTS = {"ellipse": 1, "corner": 2, "vertical": 1}
+
+
+def test_answers_state_the_rule_and_the_total() -> None:
+    assert make_question("count", COUNTS, "corner").answer == "2 corners."
+    assert make_question("count", COUNTS, "ellipse", variant=1).text == "How many ellipses are in the image?"
+    assert make_question("count", COUNTS, "horizontal").answer == "0 horizontals."
+    assert make_question("exists", COUNTS, "ellipse").answer == "Yes, 1 ellipse."
+    assert make_question("exists", COUNTS, "anti-diagonal").text == "Is there an anti-diagonal in the image?"
+    assert make_question("exists", COUNTS, "horizontal").answer == "No, there is no horizontal."
+    curves = make_question("curves", COUNTS)
+    assert curves.answer == "Curves are ellipses and corners: 1 ellipse + 2 corners = 3 curves."
+    assert curves.truth == 3
+    lines = make_question("lines", COUNTS)
+    assert lines.answer.endswith(": 1 vertical = 1 straight line.") and lines.truth == 1
+    assert make_question("lines", {"ellipse": 1}).answer.endswith("there are none, so 0 straight lines.")
+    total = make_question("total", COUNTS)
+    assert total.answer == "4 shapes: 1 vertical, 1 ellipse, 2 corners." and total.truth == 4
+    assert make_question("origin", COUNTS).truth is None
+    with pytest.raises(ValueError, match="unknown question kind"):
+        make_question("colour", COUNTS)
+
+
+@pytest.mark.parametrize("kind,shape", [("count", "corner"), ("exists", "horizontal"), ("curves", None),
+                                        ("lines", None), ("total", None)])
+def test_answer_count_reads_back_every_generated_answer(kind: str, shape: str | None) -> None:
+    q = make_question(kind, COUNTS, shape)
+    assert answer_count(q, q.answer) == q.truth
+
+
+def test_answer_count_on_free_answers() -> None:
+    curves = make_question("curves", COUNTS)
+    assert answer_count(curves, "I see 1 ellipse and 2 corners, so 3 curves") == 3
+    assert answer_count(curves, "There are some curves.") is None
+    count = make_question("count", COUNTS, "corner")
+    assert answer_count(count, "1 corner.") == 1
+    assert answer_count(count, "Image with 2 shapes: 1 ellipse, 1 vertical") is None
+    exists = make_question("exists", COUNTS, "ellipse")
+    assert answer_count(exists, "no") == 0 and answer_count(exists, "maybe") is None
+
+
+def test_score_answers_counts_right_numbers_per_kind() -> None:
+    qs = [make_question("count", COUNTS, "corner"), make_question("curves", COUNTS), make_question("origin", COUNTS)]
+    result = score_answers(qs, ["2 corners.", "= 4 curves.", "anything"])
+    assert result["n"] == 2 and result["accuracy"] == 0.5
+    assert result["by_kind"] == {"count": {"n": 1, "accuracy": 1.0}, "curves": {"n": 1, "accuracy": 0.0}}
+    with pytest.raises(ValueError):
+        score_answers(qs, ["one"])
+
+
+def test_sampled_and_eval_questions_are_grounded_and_seeded() -> None:
+    rng = np.random.default_rng(3)
+    for q in sample_questions(COUNTS, rng, k=50):
+        assert answer_count(q, q.answer) == q.truth
+    counts = np.zeros((10, len(SHAPES)), np.int64)
+    counts[:, SHAPES.index("corner")] = 2
+    first, again = eval_questions(counts, seed=1), eval_questions(counts, seed=1)
+    assert first == again
+    assert [q.kind for q in first[:5]] == ["count", "exists", "curves", "lines", "total"]
+    assert all(answer_count(q, q.answer) == q.truth for q in first)
+
+
+def test_answer_all_falls_back_to_streaming() -> None:
+    class Streams:
+        encoder = "paper"
+
+        def stream(self, prompt: str, max_new_tokens: int = 64):
+            yield from ("2 ", "corners.")
+
+    q = [make_question("count", COUNTS, "corner")]
+    assert answer_all(Streams(), ["fzz"], q) == ["2 corners."]
+    assert isinstance(q[0], Question)
