@@ -114,19 +114,14 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
     """`python -m interp baseline probe`: train on the train split (val split for monitoring), save,
     evaluate, store; (run id, metrics). The probe is saved in ``out`` (default runs/<run id>)."""
     from interp.finetune import resolve_dataset
-    from interp.probe import ProbeInterpreter, bins_from_encodings, counts_matrix, save_probe, train_probe
+    from interp.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
 
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     encoder, tset = dataset_settings(dataset_dir)
     run_id = run_id or f"probe-{dataset_dir.name}"
     t0 = time.perf_counter()
-    train = read_rows(dataset_dir, "train")
-    x, y = bins_from_encodings([r["encoding"] for r in train], encoder), counts_matrix(train)
-    val_path = dataset_dir / "val.jsonl"
-    val = None
-    if val_path.exists():
-        val_rows = read_rows(dataset_dir, "val")
-        val = (bins_from_encodings([r["encoding"] for r in val_rows], encoder), counts_matrix(val_rows))
+    x, y = dataset_bins(dataset_dir, "train", encoder)
+    val = dataset_bins(dataset_dir, "val", encoder) if (dataset_dir / "val.jsonl").exists() else None
     decode_s = time.perf_counter() - t0
     result = train_probe(x, y, cfg, val=val, progress=progress)
     out = Path(out) if out else paths.runs_dir / run_id

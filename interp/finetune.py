@@ -316,7 +316,8 @@ def kind_defaults(interpreter: str, preset: Any) -> dict:
             "lora_targets": tuple(preset.lora_target_modules)}
 
 
-def training_arguments(cfg: FinetuneConfig, setup: TrainingSetup, has_val: bool, **overrides: Any) -> Any:
+def training_arguments(cfg: FinetuneConfig, setup: TrainingSetup, has_val: bool, progress: bool,
+                       **overrides: Any) -> Any:
     """TrainingArguments both kinds use: checkpoints under the run folder, device-driven precision and optimiser."""
     from transformers import TrainingArguments
 
@@ -342,7 +343,7 @@ def training_arguments(cfg: FinetuneConfig, setup: TrainingSetup, has_val: bool,
         gradient_checkpointing=setup.quantize,
         report_to="none",
         seed=cfg.seed,
-        disable_tqdm=True,
+        disable_tqdm=not progress,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
@@ -405,7 +406,7 @@ def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
     _sync(out, cfg.sync_to, "run_config.json")
 
-    args = training_arguments(cfg, setup, bool(val), disable_tqdm=not progress)
+    args = training_arguments(cfg, setup, bool(val), progress)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collator = PadCollator(pad_id, cfg.max_length if cfg.padding == "max_length" else None)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=collator,

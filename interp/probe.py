@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from interp.finetune import read_jsonl
 from interp.language import SHAPES, counts_from_vector, format_description
 
 INPUTS = ("onehot", "scaled")
@@ -115,6 +116,14 @@ def bins_from_encodings(encodings: Sequence[str], encoder: str) -> np.ndarray:
     if not encodings:
         return np.zeros((0, N_FILTERS, SIDE, SIDE), dtype=np.int8)
     return np.stack([enc.decode(t) for t in encodings]).astype(np.int8)
+
+
+def dataset_bins(dataset_dir: Path, split: str, encoder: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(bins int8 [n, 8, 14, 14], counts int64 [n, 8]) of a dataset split, decoded with ``encoder``; empty
+    arrays when the split file is missing."""
+    path = Path(dataset_dir) / f"{split}.jsonl"
+    rows = read_jsonl(path, limit) if path.exists() else []
+    return bins_from_encodings([r["encoding"] for r in rows], encoder), counts_matrix(rows)
 
 
 def counts_matrix(rows: Sequence[dict]) -> np.ndarray:

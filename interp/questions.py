@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interp.language import PLURALS, SHAPES, format_description
-from interp.prompt import PRESET_QUESTIONS
+from interp.language import PLURALS, SHAPES, counts_from_vector, format_description
+from interp.prompt import PRESET_QUESTIONS, build_question
 
 CURVES = ("ellipse", "corner")
 """Shape types that count as curves."""
@@ -92,11 +92,14 @@ def sample_questions(counts: Mapping[str, int], rng: np.random.Generator, k: int
     for _ in range(k):
         kind = str(rng.choice(("count", "count", "exists", "curves", "lines", "total", "origin"),
                               p=(0.25, 0.1, 0.15, 0.2, 0.15, 0.1, 0.05)))
-        shape = None
-        if kind in ("count", "exists"):  # asked about a present shape half the time, else any type
-            shape = str(rng.choice(present)) if present and rng.random() < 0.5 else str(rng.choice(SHAPES[:7]))
+        shape = _pick_shape(present, rng) if kind in ("count", "exists") else None
         out.append(make_question(kind, counts, shape, int(rng.integers(2))))
     return out
+
+
+def _pick_shape(present: Sequence[str], rng: np.random.Generator) -> str:
+    """A shape type to ask about: one in the image half the time (when there is one), else any of S."""
+    return str(rng.choice(present)) if present and rng.random() < 0.5 else str(rng.choice(SHAPES[:7]))
 
 
 _NUMBER_BEFORE = r"(\d{1,3})\s+{noun}\b"
@@ -140,24 +143,19 @@ SCORED_KINDS = ("count", "exists", "curves", "lines", "total")
 def eval_questions(counts: np.ndarray, seed: int = 0) -> list[Question]:
     """One question per image, kinds in turn (SCORED_KINDS), the shape asked about drawn seeded
     (a present one half the time); ``counts`` int [n, 8] in SHAPES order."""
-    from interp.language import counts_from_vector
-
     rng = np.random.default_rng(seed)
     out = []
     for i, vec in enumerate(np.asarray(counts)):
         c = counts_from_vector(vec)
         kind = SCORED_KINDS[i % len(SCORED_KINDS)]
         present = [s for s in SHAPES if c.get(s, 0)]
-        shape = (str(rng.choice(present)) if present and rng.random() < 0.5 else str(rng.choice(SHAPES[:7]))) \
-            if kind in ("count", "exists") else None
+        shape = _pick_shape(present, rng) if kind in ("count", "exists") else None
         out.append(make_question(kind, c, shape, int(rng.integers(2))))
     return out
 
 
 def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Question], batch_size: int = 25) -> list[str]:
     """The interpreter's answers: batched where it offers `answer_questions`, else one streamed answer each."""
-    from interp.prompt import build_question
-
     if hasattr(interpreter, "answer_questions"):
         out: list[str] = []
         for i in range(0, len(encodings), batch_size):

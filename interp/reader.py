@@ -29,11 +29,10 @@ import torch
 from torch import nn
 
 from interp.language import OUTPUT_SIGNIFIER, SHAPES
-from interp.probe import bins_from_encodings
+from interp.probe import N_FILTERS, N_LEVELS, SIDE, bins_from_encodings
 from interp.prompt import ANSWER_SIGNIFIER, INPUT_SIGNIFIER, QUESTION_SIGNIFIER
 from interp.stopping import StopOnStrings
 
-N_FILTERS, SIDE, N_LEVELS = 8, 14, 5
 READER_FILE = "reader.safetensors"
 READER_CONFIG = "reader_config.json"
 READER_TASK = "Conv1 activations of an MNIST CNN as 49 patches and a summary:"
@@ -298,8 +297,8 @@ class ReaderInterpreter:
         try:
             for piece in streamer:
                 text += piece
-                cut = _stop_index(text.lstrip())
                 body = text.lstrip()
+                cut = _stop_index(body)
                 if cut != -1:
                     if cut > emitted:
                         yield body[emitted:cut]
@@ -314,10 +313,6 @@ class ReaderInterpreter:
         finally:
             stop_event.set()
             worker.join(timeout=60)
-
-
-def is_reader_folder(folder: Path) -> bool:
-    return (Path(folder) / READER_FILE).exists() and (Path(folder) / READER_CONFIG).exists()
 
 
 def load_reader(folder: Path, llm: Any, tokenizer: Any) -> ReaderModel:

@@ -25,13 +25,12 @@ from interp.finetune import (
     finish_run,
     metrics_callback,
     prepare_training,
-    read_jsonl,
     run_config_dict,
     train_with_status,
     training_arguments,
 )
 from interp.language import OUTPUT_SIGNIFIER, counts_from_vector, format_description
-from interp.probe import bins_from_encodings, counts_matrix
+from interp.probe import dataset_bins
 from interp.prompt import ANSWER_SIGNIFIER, QUESTION_SIGNIFIER
 from interp.questions import sample_questions
 from interp.reader import Connector, ReaderConfig, ReaderModel, count_loss, prefix_token_ids
@@ -40,16 +39,6 @@ WARMUP_FILE = "connector_warmup.safetensors"
 
 
 # --- rows → training examples -----------------------------------------------------------------
-
-def load_rows(data_dir: Path, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """(bins int8 [n, 8, 14, 14], counts int64 [n, 8], rows) of a dataset split, decoded with its encoder."""
-    path = Path(data_dir) / f"{split}.jsonl"
-    if not path.exists():
-        return np.zeros((0, 8, 14, 14), np.int8), np.zeros((0, 8), np.int64), []
-    manifest = json.loads((Path(data_dir) / "manifest.json").read_text()) if (Path(data_dir) / "manifest.json").exists() else {}
-    rows = read_jsonl(path, limit)
-    return bins_from_encodings([r["encoding"] for r in rows], manifest.get("encoder", "paper")), counts_matrix(rows), rows
-
 
 def conversation(counts: np.ndarray, rng: np.random.Generator, qa_share: float) -> list[tuple[str, str]]:
     """(context, answer) segments after the soft tokens: a description and/or a question, as the chat sends them."""
@@ -200,8 +189,9 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
     reader_cfg = ReaderConfig(hidden_size=hidden)
     model = build_reader_model(setup.model, tokenizer, reader_cfg, cfg.reader_aux_weight)
 
-    bins, counts, _ = load_rows(setup.data_dir, "train", cfg.max_train_samples)
-    vbins, vcounts, _ = load_rows(setup.data_dir, "val", cfg.max_eval_samples)
+    encoder = setup.manifest.get("encoder", "paper")  # the rows' encodings decode back to bins exactly
+    bins, counts = dataset_bins(setup.data_dir, "train", encoder, cfg.max_train_samples)
+    vbins, vcounts = dataset_bins(setup.data_dir, "val", encoder, cfg.max_eval_samples)
     if not len(bins):
         raise ValueError(f"{setup.data_dir} has no training rows")
     metrics_path = out / "metrics.jsonl"
@@ -228,7 +218,7 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
                                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
 
-    args = training_arguments(cfg, setup, bool(val), disable_tqdm=not progress, gradient_checkpointing=False,
+    args = training_arguments(cfg, setup, bool(val), progress, gradient_checkpointing=False,
                               prediction_loss_only=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = reader_trainer_class()(
