@@ -5,14 +5,17 @@ meaning), one-hot, through a small conv trunk and an MLP projector into the LLM'
 
     bins [b, 8, 14, 14] ──one-hot──> [b, 40, 14, 14] ──trunk──> [b, 128, 7, 7]
         ├─> 49 patch tokens ──MLP──> [b, 49, H] + learned positions
-        └─> mean‖max pool [b, 256] ──count hidden──> summary token ──MLP──> [b, 1, H]
-                                                 └─> count head [b, 8 shapes, max_count + 1]
+        └─> mean‖max pool [b, 256] ──count hidden──> count head [b, 8 shapes, max_count + 1]
+                 one shape token per type: MLP(hidden ‖ softmax(count logits of the type) ‖ one-hot type)
+                                                   ──> [b, 8, H]
 
-The 50 soft tokens sit between two text pieces of the prompt (`prefix_text`, then the turns).
+The 57 soft tokens sit between two text pieces of the prompt (`prefix_text`, then the turns).
 Why a trunk and a summary token (measured, README "The activation reader"): a projector per 2×2
 patch sees one cell of a shape that spans 5–10 cells, and the LLM then has to count across 49
-tokens; the trunk's receptive field covers a shape, and the summary token, trained with the count
-head, hands the LLM the counts in one place.
+tokens; the trunk's receptive field covers a shape, and the shape tokens, one per shape type and
+carrying the count head's belief for that type, hand the LLM each count where it needs it (with a
+single pooled summary token the LLM still had to untangle eight counts from one vector: 0.88 exact
+against the count head's own 0.96).
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ from interp.stopping import StopOnStrings
 
 READER_FILE = "reader.safetensors"
 READER_CONFIG = "reader_config.json"
-READER_TASK = "Conv1 activations of an MNIST CNN as 49 patches and a summary:"
+READER_TASK = "Conv1 activations of an MNIST CNN as 49 patches and 8 shape counts:"
 """The text before the soft tokens: short, because every token costs CPU time in training."""
 STOPS = ("\n", "###")
 """An answer is one line (descriptions and the trained questions alike)."""
+
+
+SUMMARIES = {"shapes": len(SHAPES), "pooled": 1, "none": 0}
+"""Summary kinds → how many soft tokens each adds after the patches."""
 
 
 @dataclass(frozen=True)
@@ -55,16 +62,19 @@ class ReaderConfig:
     """Width of the count head's hidden layer, which also feeds the summary token."""
     max_count: int = 4
     """Largest count class per shape type (§3.1: 0–4 of each type)."""
-    summary_token: bool = True
-    """Add the summary token (pooled trunk features through the count hidden layer)."""
+    summary: str = "shapes"
+    """What follows the 49 patch tokens: "shapes" (one token per shape type from the count head),
+    "pooled" (one token from the count hidden layer; the first shipped reader) or "none"."""
 
     def __post_init__(self) -> None:
         if min(self.hidden_size, self.trunk_channels, self.token_channels, self.count_hidden, self.max_count) < 1:
             raise ValueError("every ReaderConfig width and max_count must be ≥ 1")
+        if self.summary not in SUMMARIES:
+            raise ValueError(f"summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
 
     @property
     def n_tokens(self) -> int:
-        return (SIDE // 2) ** 2 + int(self.summary_token)
+        return (SIDE // 2) ** 2 + SUMMARIES[self.summary]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +82,9 @@ class ReaderConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ReaderConfig":
         names = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "summary_token" in d and "summary" not in d:  # readers saved before shape tokens
+            d["summary"] = "pooled" if d["summary_token"] else "none"
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -100,8 +113,9 @@ class Connector(nn.Module):
         self.count_out = nn.Linear(cfg.count_hidden, len(SHAPES) * (cfg.max_count + 1))
         self.patch_proj = nn.Sequential(nn.Linear(t, h), nn.GELU(), nn.Linear(h, h))
         self.positions = nn.Parameter(torch.randn((SIDE // 2) ** 2, h) * 0.02)
-        self.summary_proj = nn.Sequential(nn.Linear(cfg.count_hidden, h), nn.GELU(), nn.Linear(h, h)) \
-            if cfg.summary_token else None
+        width = cfg.count_hidden + (cfg.max_count + 1 + len(SHAPES) if cfg.summary == "shapes" else 0)
+        self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
+            if cfg.summary != "none" else None
 
     def features(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, 8, max_count + 1])."""
@@ -114,8 +128,13 @@ class Connector(nn.Module):
     def forward(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         patches, hidden, logits = self.features(bins)
         tokens = self.patch_proj(patches) + self.positions
-        if self.summary_proj is not None:
+        if self.cfg.summary == "pooled":
             tokens = torch.cat([tokens, self.summary_proj(hidden)[:, None]], 1)
+        elif self.cfg.summary == "shapes":
+            n, b = len(SHAPES), len(bins)
+            kind = torch.eye(n, device=hidden.device, dtype=hidden.dtype).expand(b, n, n)
+            per_shape = torch.cat([hidden[:, None].expand(b, n, -1), logits.softmax(-1).to(hidden.dtype), kind], -1)
+            tokens = torch.cat([tokens, self.summary_proj(per_shape)], 1)
         return tokens, logits
 
 
@@ -277,7 +296,7 @@ class ReaderInterpreter:
 
     @torch.no_grad()
     def read_counts(self, encodings: Sequence[str]) -> np.ndarray:
-        """int64 [n, 8]: the connector's own count head (what the summary token was trained on)."""
+        """int64 [n, 8]: the connector's own count head (what the shape tokens carry)."""
         _, _, logits = self.model.connector.features(self._bins(encodings))
         return logits.argmax(-1).cpu().numpy().astype(np.int64)
 

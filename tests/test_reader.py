@@ -41,15 +41,35 @@ def test_one_hot_bins_is_filter_major() -> None:
         one_hot_bins(torch.zeros(1, 8, 7, 7))
 
 
-@pytest.mark.parametrize("summary", [True, False])
-def test_connector_gives_one_token_per_patch_and_a_summary(summary: bool) -> None:
-    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary_token=summary)
+@pytest.mark.parametrize(("summary", "extra"), [("shapes", len(SHAPES)), ("pooled", 1), ("none", 0)])
+def test_connector_gives_one_token_per_patch_and_the_summary(summary: str, extra: int) -> None:
+    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary=summary)
     tokens, logits = Connector(cfg)(torch.as_tensor(_bins(3)))
-    assert tokens.shape == (3, 49 + summary, 24) and cfg.n_tokens == 49 + summary
+    assert tokens.shape == (3, 49 + extra, 24) and cfg.n_tokens == 49 + extra
     assert logits.shape == (3, len(SHAPES), 5)
     assert ReaderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         ReaderConfig(max_count=0)
+    with pytest.raises(ValueError, match="summary"):
+        ReaderConfig(summary="mean")
+
+
+def test_shape_tokens_differ_per_type_and_follow_the_count_head() -> None:
+    torch.manual_seed(0)
+    connector = Connector(ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16))
+    bins = torch.as_tensor(_bins(2))
+    tokens, _ = connector(bins)
+    shape_tokens = tokens[:, 49:]
+    assert not torch.allclose(shape_tokens[:, 0], shape_tokens[:, 1])  # the type is part of each token
+    with torch.no_grad():
+        connector.count_out.bias[: 5] += torch.tensor([0.0, 0, 0, 0, 50])  # force "4 diagonals"
+    moved, _ = connector(bins)
+    assert not torch.allclose(moved[:, 49], tokens[:, 49]) and torch.allclose(moved[:, 50:], tokens[:, 50:])
+
+
+def test_readers_saved_with_the_single_summary_flag_still_load() -> None:
+    assert ReaderConfig.from_dict({"summary_token": True}).summary == "pooled"
+    assert ReaderConfig.from_dict({"summary_token": False}).n_tokens == 49
 
 
 def test_split_prompt_finds_the_encoding_and_keeps_the_turns() -> None:
