@@ -10,7 +10,7 @@ meaning), one-hot, through a small conv trunk and an MLP projector into the LLM'
                                                    ──> [b, 8, H]
 
 The 57 soft tokens sit between two text pieces of the prompt (`prefix_text`, then the turns).
-Why a trunk and a summary token (measured, README "The activation reader"): a projector per 2×2
+Why a trunk and shape tokens (measured, README "The activation reader"): a projector per 2×2
 patch sees one cell of a shape that spans 5–10 cells, and the LLM then has to count across 49
 tokens; the trunk's receptive field covers a shape, and the shape tokens, one per shape type and
 carrying the count head's belief for that type, hand the LLM each count where it needs it (with a

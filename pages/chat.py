@@ -119,7 +119,7 @@ targets = [spec] + ([choice.base_spec] if both else [])
 keys = {s: chat.thread_key(s, encoding) for s in targets}
 loaded = {s: chat.load_thread(db, threads[keys[s]]) if keys[s] in threads else None for s in targets}
 right.caption(f"Encoding: **{choice.encoder}** · threshold set **{threshold_name}** · {len(encoding):,} characters"
-              + (" · the activation reader decodes it back to the bins and reads them as 50 soft tokens"
+              + (" · the activation reader decodes it back to the bins and reads them as soft tokens (49 patches and one per shape type)"
                  if choice.reader else ""))
 
 main_thread = loaded[spec]
@@ -133,7 +133,7 @@ with st.expander("Prompt: the exact text the interpreter reads", expanded=False)
         st.caption("What the “Describe” preset would send now; a free question ends in "
                    "`### Question: …` / `### Answer:` instead of `### Output:`."
                    + (" The activation reader replaces the task line and the encoding with its own short task "
-                      "and 50 soft tokens (49 patches and a summary), and reads the turns after them as text."
+                      "and its soft tokens (49 patches and one per shape type), and reads the turns after them as text."
                       if choice.reader else ""))
         st.code(preview, language=None, wrap_lines=True)
 

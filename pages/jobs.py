@@ -69,7 +69,7 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
         kind = c3.radio("Interpreter", INTERPRETERS, horizontal=True, key="jobs_interpreter",
                         format_func=INTERPRETER_LABELS.get,
                         help="text: the paper's interpreter reads the encoding as text. reader: the bins enter "
-                             "the LLM as 50 soft tokens through a trained connector (≈100 tokens a sample "
+                             "the LLM as 57 soft tokens through a trained connector (≈110 tokens a sample "
                              "instead of ≈480: far more samples per CPU hour). Use a dataset built with "
                              "--encoder paper for the reader (any lossless encoder works).")
         presets = [p.name for p in list_presets()] + [OTHER]

@@ -30,6 +30,7 @@ from interp.evaluate import (  # noqa: E402
 )
 from interp.interpreter import load_interpreter  # noqa: E402
 from interp.labeling import parse_annotation_csv  # noqa: E402
+from interp.language import SHAPES  # noqa: E402
 from interp.mnist import load_mnist  # noqa: E402
 from interp.settings import ROOT, Paths  # noqa: E402
 from interp.store import Store  # noqa: E402
@@ -51,6 +52,10 @@ def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int) ->
     row["syn_eval"] = evaluate(interpreter, es.rows, run_id, store, batch_size, progress=False,
                                eval_set="syn_eval", config={"spec": spec, **es.config()}, path=spec)
     row["describe_s_per_sample"] = (time.perf_counter() - t0) / len(es.rows)
+    if hasattr(interpreter, "read_counts"):  # the reader's own count head: what its shape tokens carry
+        truth = [[r["counts"].get(s, 0) for s in SHAPES] for r in es.rows]
+        heads = interpreter.read_counts([r["encoding"] for r in es.rows])
+        row["count_head_exact"] = float((heads == truth).all(1).mean())
     if n_questions:
         t0 = time.perf_counter()
         row["qa"] = evaluate_questions(interpreter, es.rows[:n_questions], run_id, store)
@@ -112,6 +117,8 @@ def main() -> None:
                                                   for k, v in r["qa"]["by_kind"].items()))
         if "mnist_eval_error" in r or "mnist_eval" not in r:
             print(f"    mnist_eval: {r.get('mnist_eval_error', 'no human MNIST annotations in the store')}")
+        if "count_head_exact" in r:
+            print(f"    the connector's count head alone: {r['count_head_exact']:.3f} exact on syn_eval")
         print(f"    load {r['load_s']:.1f} s")
 
 
