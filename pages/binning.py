@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from interp.activations import image_activations
-from interp.binning import changed_filters, occupancy_for, reencode, reset_filter, update_threshold
-from interp.encoding import LETTERS, get_encoder
-from interp.thresholds import N_FILTERS, ThresholdSet
+from interp.encoding.encoders import LETTERS, get_encoder
+from interp.encoding.thresholds import N_FILTERS, ThresholdSet
+from interp.encoding.tuning import changed_filters, occupancy_for, reencode, reset_filter, update_threshold
+from interp.target.activations import image_activations
 from pages import common
 from pages.figures import level_legend, upscale
 from pages.figures_filters import filter_letter_grid, threshold_histogram
@@ -171,7 +171,7 @@ with c_hist:
     show_flash("sliders")
     b1, b2, b3 = st.columns(3)
     b1.button(f"Reset filter {f} to calibrated", on_click=on_reset_filter, args=(f,),
-              help="The project's heuristic (interp.thresholds.calibrate_thresholds) on the reference set.")
+              help="The project's heuristic (interp.encoding.thresholds.calibrate_thresholds) on the reference set.")
     b2.button("Reset all to calibrated", on_click=on_reset_all)
     b3.button("Discard edits", on_click=on_discard, disabled=not edited, help=f"Back to '{active_name}' as saved.")
 

@@ -4,9 +4,9 @@ import threading
 
 import streamlit as st
 
-from interp import chat
-from interp.prompt import PRESET_QUESTIONS
-from interp.shapes import generate_shapes
+from interp.data.shapes import generate_shapes
+from interp.interpreters import chat
+from interp.interpreters.prompt import PRESET_QUESTIONS
 from pages.common import (
     active_threshold_set,
     current_image,

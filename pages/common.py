@@ -23,14 +23,14 @@ def paths() -> Paths:
 
 @st.cache_resource(show_spinner="Loading the target CNN…")
 def target_model():
-    from interp.target import load_target
+    from interp.target.cnn import load_target
 
     return load_target(paths().target_dir)
 
 
 @st.cache_resource(show_spinner="Loading MNIST…")
 def mnist():
-    from interp.mnist import load_mnist
+    from interp.data.mnist import load_mnist
 
     return load_mnist(paths().data_dir)
 
@@ -38,7 +38,7 @@ def mnist():
 @st.cache_resource(show_spinner="Loading tokenizer…")
 def tokenizer(preset: str = "smollm2-135m"):
     """None when the model is not fetched (pages then show character counts only)."""
-    from interp.models import ModelUnavailable, load_tokenizer
+    from interp.interpreters.models import ModelUnavailable, load_tokenizer
 
     try:
         return load_tokenizer(preset, paths().models_dir)
@@ -48,7 +48,7 @@ def tokenizer(preset: str = "smollm2-135m"):
 
 def store():
     """A Store is cheap: it opens a DuckDB connection per call, so other processes can write too."""
-    from interp.store import Store
+    from interp.store.db import Store
 
     return Store(paths().db_path)
 
@@ -68,7 +68,7 @@ def set_current_image(image: np.ndarray, label: str) -> None:
 
 def active_threshold_set():
     """The ThresholdSet chosen on the Binning page, else the store's default."""
-    from interp.thresholds import ThresholdSet
+    from interp.encoding.thresholds import ThresholdSet
 
     record = store().get_threshold_set(st.session_state.get(THRESHOLDS_KEY))
     if record is None:
@@ -83,9 +83,9 @@ def active_threshold_set():
 
 @st.cache_resource(show_spinner="Computing conv1 activations of the reference set…")
 def reference_activations(n_synthetic: int = 1000, n_mnist: int = 1000) -> np.ndarray:
-    """Read-only float32 [n, 8, 14, 14]: generated shapes + a seeded MNIST-train sample (`interp.reference`)."""
-    from interp.activations import capture_conv1
-    from interp.reference import reference_images
+    """Read-only float32 [n, 8, 14, 14]: generated shapes + a seeded MNIST-train sample (`interp.encoding.reference`)."""
+    from interp.encoding.reference import reference_images
+    from interp.target.activations import capture_conv1
 
     acts = capture_conv1(target_model(), reference_images(mnist().train.images, n_synthetic, n_mnist))
     acts.setflags(write=False)  # shared by every session: nobody may edit it in place
@@ -95,7 +95,7 @@ def reference_activations(n_synthetic: int = 1000, n_mnist: int = 1000) -> np.nd
 @st.cache_resource
 def reference_histograms(bins: int = 60):
     """Per-filter histograms of `reference_activations()`: 8 × (counts, edges)."""
-    from interp.binning import filter_histograms
+    from interp.encoding.tuning import filter_histograms
 
     return filter_histograms(reference_activations(), bins)
 
@@ -103,16 +103,16 @@ def reference_histograms(bins: int = 60):
 @st.cache_resource(show_spinner="Calibrating thresholds on the reference set…")
 def calibrated_thresholds():
     """The project's heuristic ThresholdSet (`calibrate_thresholds`) on `reference_activations()`."""
-    from interp.activations import blank_response
-    from interp.binning import calibrated
+    from interp.encoding.tuning import calibrated
+    from interp.target.activations import blank_response
 
     return calibrated(reference_activations(), blank_response(target_model()))
 
 
 @st.cache_resource(show_spinner="Optimising one input per filter…")
 def dream_images(objective: str = "mean") -> np.ndarray:
-    """Activation-maximisation images float [8, 28, 28] of the target's conv1 filters (`interp.filters.dream`)."""
-    from interp.filters import DreamConfig, dream
+    """Activation-maximisation images float [8, 28, 28] of the target's conv1 filters (`interp.target.filters.dream`)."""
+    from interp.target.filters import DreamConfig, dream
 
     images = dream(target_model(), DreamConfig(objective=objective))
     images.setflags(write=False)
@@ -127,8 +127,8 @@ INTERPRETER_OVERRIDE_KEY = "interpreter_override"
 
 @st.cache_resource(show_spinner="Loading the interpreter…", max_entries=3)
 def loaded_interpreter(spec: str):
-    """`interp.interpreter.load_interpreter` once per spec (an adapter folder or ``base:PRESET``)."""
-    from interp.interpreter import load_interpreter
+    """`interp.interpreters.registry.load_interpreter` once per spec (an adapter folder or ``base:PRESET``)."""
+    from interp.interpreters.registry import load_interpreter
 
     return load_interpreter(spec, paths().models_dir)
 
@@ -148,7 +148,7 @@ def interpreter(spec: str):
 
 
 def interpreter_choices():
-    """`interp.chat.list_interpreters` (shipped first) with the session's override applied."""
-    from interp.chat import list_interpreters, with_overrides
+    """`interp.interpreters.chat.list_interpreters` (shipped first) with the session's override applied."""
+    from interp.interpreters.chat import list_interpreters, with_overrides
 
     return with_overrides(list_interpreters(paths()), st.session_state.get(INTERPRETER_OVERRIDE_KEY))

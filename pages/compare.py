@@ -3,7 +3,7 @@
 import plotly.express as px
 import streamlit as st
 
-from interp.evaluate import (
+from interp.evaluation.evaluate import (
     DISAGREEMENT_FILTERS,
     disagreements,
     eval_images,

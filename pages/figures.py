@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from interp.encoding import LETTERS
+from interp.encoding.encoders import LETTERS
 
 LEVEL_NAMES = ("zero", "low", "medium", "high", "very high")
 LEVEL_COLORS = ("#eceff4", "#fde9a9", "#fdae61", "#e8553e", "#9e0d29")

@@ -7,7 +7,7 @@ import pandas  # noqa: F401  # import it whole before plotly peeks at sys.module
 import plotly.colors
 import plotly.graph_objects as go
 
-from interp.encoding import LETTERS
+from interp.encoding.encoders import LETTERS
 from pages.figures import LEVEL_COLORS, filter_grid
 
 THRESHOLD_COLORS = ("#5b6b82", "#c99a06", "#e0701f", "#b3172e")

@@ -3,8 +3,8 @@
 import numpy as np
 import streamlit as st
 
-from interp.activations import image_activations
-from interp.filters import ATTRIBUTION_METHODS, attribute, filter_weights, receptive_field
+from interp.target.activations import image_activations
+from interp.target.filters import ATTRIBUTION_METHODS, attribute, filter_weights, receptive_field
 from pages import common
 from pages.figures import upscale
 from pages.figures_filters import activation_picker, attribution_overlay, image_grid, weight_grid

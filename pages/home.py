@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from interp.pipeline import pipeline_status
+from interp.status import pipeline_status
 from pages.common import paths
 
 st.title("Neurons to Words")

@@ -3,8 +3,8 @@
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from interp.analysis import analyze_image, next_example
-from interp.images import ImageError, prepare_drawing, prepare_upload
+from interp.data.images import ImageError, prepare_drawing, prepare_upload
+from interp.pipeline import analyze_image, next_example
 from pages.common import active_threshold_set, current_image, mnist, set_current_image, target_model
 from pages.figures import probability_bar, upscale
 

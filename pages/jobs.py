@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from interp import jobs
-from interp.evaluate import EVAL_SETS
-from interp.finetune import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
-from interp.presets import get_preset, list_presets
+from interp.evaluation.evaluate import EVAL_SETS
+from interp.interpreters.finetune import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
+from interp.interpreters.presets import get_preset, list_presets
+from interp.jobs import control as jobs
 from pages.common import paths, store
 from pages.figures import loss_curve
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from interp import chat, labeling
+from interp.evaluation import labeling
+from interp.interpreters import chat
 from interp.language import SHAPES, format_description, parse_description
 from pages.common import active_threshold_set, interpreter, interpreter_choices, mnist, store, target_model
 from pages.figures import upscale

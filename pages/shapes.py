@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from interp.analysis import analyze_image
-from interp.encoding import list_encoders
+from interp.data.shapes import generate_shapes, render_counts
+from interp.encoding.encoders import list_encoders
 from interp.language import SYNTH_SHAPES, format_description
-from interp.shapes import generate_shapes, render_counts
+from interp.pipeline import analyze_image
 from pages.common import IMAGE_LABEL_KEY, active_threshold_set, set_current_image, target_model
 from pages.figures import activation_grid, letter_grid, level_legend, upscale
 

@@ -25,15 +25,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from interp.configs import add_config_args  # noqa: E402
-from interp.encoding import (  # noqa: E402
+from interp.encoding.encoders import (  # noqa: E402
     SINGLE_TOKEN_WORDS,
     WORD_ALPHABETS,
     bin_activations,
     get_encoder,
     list_encoders,
 )
+from interp.encoding.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds  # noqa: E402
 from interp.settings import Paths  # noqa: E402
-from interp.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds  # noqa: E402
 
 PRESET = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,7 +60,7 @@ class BenchConfig:
 def load_smollm2_tokenizer(models_dir: Path) -> Any:
     """The fetched preset's tokenizer, else straight from the GGUF (slower); None if neither is here."""
     try:
-        from interp.models import load_tokenizer
+        from interp.interpreters.models import load_tokenizer
 
         return load_tokenizer(PRESET, models_dir)
     except Exception:  # noqa: BLE001 - not fetched: try the bare GGUF below
@@ -90,8 +90,8 @@ def derive_single_token_words(tokenizer: Any) -> list[str]:
 def conv1_source(paths: Paths, seed: int) -> tuple[Any, np.ndarray, str]:
     """(images uint8 [n,28,28] → activations [n,8,14,14], blank response [8], label)."""
     if (paths.target_dir / "model.safetensors").exists():
-        from interp.activations import blank_response, capture_conv1
-        from interp.target import load_target
+        from interp.target.activations import blank_response, capture_conv1
+        from interp.target.cnn import load_target
 
         model = load_target(paths.target_dir)
         return (lambda images: capture_conv1(model, images)), blank_response(model), "shipped target CNN"
@@ -118,8 +118,8 @@ def main(cfg: BenchConfig) -> None:
         print(f"{len(words)} words; committed list {'matches' if same else 'DIFFERS'}")
         sys.exit(0 if same else 1)
 
-    from interp.mnist import load_mnist
-    from interp.shapes import generate_shapes
+    from interp.data.mnist import load_mnist
+    from interp.data.shapes import generate_shapes
 
     capture, blank, source = conv1_source(paths, cfg.seed)
     mnist = load_mnist(paths.data_dir)

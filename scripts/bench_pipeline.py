@@ -24,14 +24,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interp.activations import capture_conv1  # noqa: E402
-from interp.analysis import analyze_image  # noqa: E402
-from interp.encoding import encode_activations, list_encoders  # noqa: E402
-from interp.images import prepare_drawing  # noqa: E402
+from interp.data.images import prepare_drawing  # noqa: E402
+from interp.data.shapes import generate_shapes  # noqa: E402
+from interp.encoding.encoders import encode_activations, list_encoders  # noqa: E402
+from interp.encoding.thresholds import ThresholdSet  # noqa: E402
+from interp.pipeline import analyze_image  # noqa: E402
 from interp.settings import Paths  # noqa: E402
-from interp.shapes import generate_shapes  # noqa: E402
-from interp.target import load_target  # noqa: E402
-from interp.thresholds import ThresholdSet  # noqa: E402
+from interp.target.activations import capture_conv1  # noqa: E402
+from interp.target.cnn import load_target  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from interp.data.shapes import generate_shapes  # noqa: E402
 from interp.language import SYNTH_SHAPES  # noqa: E402
-from interp.shapes import generate_shapes  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 @pytest.fixture(scope="session")
 def target_model():
     """The committed target CNN checkpoint (read-only; tests must not modify it)."""
-    from interp.target import load_target
+    from interp.target.cnn import load_target
 
     return load_target(ROOT / "assets" / "target")
 
@@ -39,7 +39,7 @@ def target_model():
 @pytest.fixture(scope="session")
 def mnist():
     """Real MNIST from the project's data folder (setup fetched it)."""
-    from interp.mnist import load_mnist
+    from interp.data.mnist import load_mnist
 
     return load_mnist(ROOT / "data")
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.activations import blank_response, capture_conv1, hooked, image_activations
-from interp.target import TargetCNN, to_input
+from interp.target.activations import blank_response, capture_conv1, hooked, image_activations
+from interp.target.cnn import TargetCNN, to_input
 
 
 def _hooks(model: torch.nn.Module) -> int:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from interp.baselines import MajorityInterpreter, fit_majority, majority_description
-from interp.encoding import get_encoder
-from interp.evaluate import evaluate
-from interp.language import SHAPES, counts_from_vector, format_description
-from interp.probe import (
+from interp.encoding.encoders import get_encoder
+from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.evaluate import evaluate
+from interp.interpreters.baselines import MajorityInterpreter, fit_majority, majority_description
+from interp.interpreters.probe import (
     ProbeConfig,
     ProbeInterpreter,
     bins_from_encodings,
@@ -25,8 +25,8 @@ from interp.probe import (
     save_probe,
     train_probe,
 )
-from interp.store import Store
-from interp.thresholds import ThresholdSet
+from interp.language import SHAPES, counts_from_vector, format_description
+from interp.store.db import Store
 
 
 def row(counts: dict) -> dict:
@@ -127,7 +127,7 @@ def test_counts_matrix() -> None:
 @pytest.fixture
 def tiny_dataset(paths, target_model) -> Path:
     """A dataset folder of 40 synthetic rows (compact encoding) under the isolated data dir."""
-    from interp.dataset import encode_images, make_rows, synthetic_images
+    from interp.interpreters.dataset import encode_images, make_rows, synthetic_images
 
     tset = ThresholdSet.load(paths.assets_dir / "thresholds" / "default.json")
     data = synthetic_images(40, 3)
@@ -148,7 +148,7 @@ def test_fit_majority_encodes_like_its_dataset(tiny_dataset: Path) -> None:
 
 
 def test_cli_baselines(paths, tiny_dataset: Path, capsys, monkeypatch) -> None:
-    from interp.cli import main
+    from interp.cli.main import main
 
     monkeypatch.setattr(os, "nice", lambda _n: 0)  # the probe command nices itself; not the test process
     assert main(["baseline", "majority", "--dataset", "tiny", "--n", "10", "--json"]) == 0

@@ -1,11 +1,13 @@
-"""interp.binning: histograms, occupancy, editing a threshold set, re-encoding."""
+"""interp.encoding.tuning: histograms, occupancy, editing a threshold set, re-encoding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from interp.binning import (
+from interp.encoding.encoders import PAPER_LENGTH, bin_activations, get_encoder, list_encoders
+from interp.encoding.thresholds import ThresholdSet, bin_occupancy
+from interp.encoding.tuning import (
     calibrated,
     changed_filters,
     filter_histograms,
@@ -14,8 +16,6 @@ from interp.binning import (
     reset_filter,
     update_threshold,
 )
-from interp.encoding import PAPER_LENGTH, bin_activations, get_encoder, list_encoders
-from interp.thresholds import ThresholdSet, bin_occupancy
 
 ROW = (0.5, 1.5, 2.5, 3.5)
 

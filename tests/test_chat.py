@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import chat
-from interp.interpreter import FakeInterpreter
-from interp.prompt import PRESET_QUESTIONS, build_prompt, build_question
+from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters import chat
+from interp.interpreters.prompt import PRESET_QUESTIONS, build_prompt, build_question
+from interp.interpreters.registry import FakeInterpreter
 from interp.settings import Paths
-from interp.store import Store
-from interp.thresholds import ThresholdSet
+from interp.store.db import Store
 
 TSET = ThresholdSet("t", [[0.0, 0.1, 0.2, 0.3]] * 8)
 CURVES = PRESET_QUESTIONS["curves"]
@@ -200,8 +200,8 @@ def test_exports(tmp_path: Path) -> None:
 
 
 def test_encode_image_uses_the_given_encoder_and_thresholds(target_model, mnist) -> None:
-    from interp.activations import image_activations
-    from interp.encoding import encode_activations
+    from interp.encoding.encoders import encode_activations
+    from interp.target.activations import image_activations
 
     image = mnist.test.images[0]
     for encoder in ("paper", "compact"):

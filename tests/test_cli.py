@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from interp.cli import build_parser, main
+from interp.cli.main import build_parser, main
 
 
 def _subcommands(parser) -> list[list[str]]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.dataset import DatasetConfig, build_dataset, build_dataset_in, split_rows
-from interp.encoding import get_encoder
+from interp.encoding.encoders import get_encoder
+from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters.dataset import DatasetConfig, build_dataset, build_dataset_in, split_rows
+from interp.interpreters.prompt import build_prompt
 from interp.language import parse_description
-from interp.prompt import build_prompt
 from interp.settings import ROOT
-from interp.thresholds import ThresholdSet
 
 DEFAULT = ThresholdSet.load(ROOT / "assets" / "thresholds" / "default.json")
 
@@ -61,7 +61,7 @@ def test_splits_are_disjoint_and_cover_everything() -> None:
 
 def test_build_in_project_registers_in_store(paths) -> None:
     from interp.bootstrap import ensure_store
-    from interp.store import Store
+    from interp.store.db import Store
 
     list(ensure_store(paths))
     Store(paths.db_path).save_annotation("ann", "mnist", 0, {"corner": 1}, "Image with 1 shape: 1 corner")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interp.encoding import (
+from interp.encoding.encoders import (
     GAP_MIN,
     LETTERS,
     PAPER_LENGTH,
@@ -23,8 +23,8 @@ from interp.encoding import (
     list_encoders,
     register_encoder,
 )
+from interp.encoding.thresholds import ThresholdSet
 from interp.settings import ROOT
-from interp.thresholds import ThresholdSet
 
 # --- binning ------------------------------------------------------------------------------
 
@@ -296,8 +296,8 @@ def test_committed_word_list_matches_the_tokenizer(bench, smollm2_tokenizer):
 
 
 def test_compact_costs_well_under_half_the_paper_tokens_on_real_activations(smollm2_tokenizer, target_model, mnist):
-    from interp.activations import blank_response, capture_conv1
-    from interp.thresholds import calibrate_thresholds
+    from interp.encoding.thresholds import calibrate_thresholds
+    from interp.target.activations import blank_response, capture_conv1
 
     ts = calibrate_thresholds(capture_conv1(target_model, mnist.train.images[:500]), blank_response(target_model))
     acts = capture_conv1(target_model, mnist.test.images[:40])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp.dataset import synthetic_images
-from interp.encoding import bin_activations, get_encoder
-from interp.evaluate import (
+from interp.encoding.encoders import bin_activations, get_encoder
+from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.evaluate import (
     PAPER_TABLE1,
     SYN_EVAL_SEED,
     disagreements,
@@ -25,12 +25,12 @@ from interp.evaluate import (
     syn_eval_seed,
     training_mnist_indices,
 )
-from interp.interpreter import FakeInterpreter
+from interp.evaluation.metrics import score_predictions
+from interp.interpreters.dataset import synthetic_images
+from interp.interpreters.registry import FakeInterpreter
 from interp.language import SHAPES
-from interp.metrics import score_predictions
 from interp.settings import ROOT
-from interp.store import Store
-from interp.thresholds import ThresholdSet
+from interp.store.db import Store
 
 ROWS = [
     {"source": "synthetic", "index": 0, "encoding": "e0", "description": "Image with 2 shapes: 1 vertical, 1 ellipse"},
@@ -142,7 +142,7 @@ def test_syn_eval_seed_is_disjoint_from_training_seeds() -> None:
 
 
 def test_syn_eval_rows_are_encoded_with_the_given_encoder_and_thresholds(target_model, default_thresholds) -> None:
-    from interp.activations import capture_conv1
+    from interp.target.activations import capture_conv1
 
     rows = syn_eval_rows(target_model, default_thresholds, "compact", n=12)
     data = synthetic_images(12, syn_eval_seed())
@@ -223,8 +223,8 @@ def test_comparison_helpers(store: Store) -> None:
 
 
 def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, capsys) -> None:
-    import interp.interpreter
-    from interp.cli import main
+    import interp.interpreters.registry
+    from interp.cli.main import main
 
     Store(paths.db_path).save_threshold_set("dflt", ThresholdSet.load(
         paths.assets_dir / "thresholds" / "default.json").as_array().tolist(), make_default=True)
@@ -234,7 +234,7 @@ def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, caps
         loaded.append(spec)
         return FakeInterpreter(lambda e: "Image with 1 shape: 1 ellipse", name=spec, encoder="rle")
 
-    monkeypatch.setattr(interp.interpreter, "load_interpreter", fake_load)
+    monkeypatch.setattr(interp.interpreters.registry, "load_interpreter", fake_load)
     assert main(["evaluate", "--run", "base:tiny", "--set", "syn_eval", "--n", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert loaded == ["base:tiny"]
@@ -248,10 +248,10 @@ def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, caps
 
 
 def test_evaluate_questions_scores_answers_and_adds_them_to_the_metrics(store: Store) -> None:
-    from interp.evaluate import evaluate_questions
+    from interp.evaluation.evaluate import evaluate_questions
+    from interp.interpreters.prompt import build_question
+    from interp.interpreters.questions import eval_questions
     from interp.language import counts_to_vector
-    from interp.prompt import build_question
-    from interp.questions import eval_questions
 
     rows = [{**r, "counts": c} for r, c in zip(ROWS, ({"vertical": 1, "ellipse": 1}, {"corner": 1},
                                                       {"horizontal": 1}), strict=True)]

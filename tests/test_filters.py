@@ -1,4 +1,4 @@
-"""interp.filters on tiny conv1 weights set by hand, where the right answer is exact or has a clear sign."""
+"""interp.target.filters on tiny conv1 weights set by hand, where the right answer is exact or has a clear sign."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from interp.filters import (
+from interp.target.cnn import TargetCNN, to_input
+from interp.target.filters import (
     ATTRIBUTION_METHODS,
     DreamConfig,
     FilterActivation,
@@ -15,7 +16,6 @@ from interp.filters import (
     filter_weights,
     receptive_field,
 )
-from interp.target import TargetCNN, to_input
 
 CENTRE, VERTICAL, HORIZONTAL = 0, 1, 2
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.interpreter import FakeInterpreter, HFInterpreter, cut_at_stop, load_interpreter
+from interp.interpreters.registry import FakeInterpreter, HFInterpreter, cut_at_stop, load_interpreter
 from tests.conftest import tiny_model, tiny_tokenizer
 
 
@@ -49,7 +49,7 @@ def test_stream_matches_generate_and_can_be_stopped(tiny_lm: HFInterpreter) -> N
 
 
 def test_stop_criteria_stop_on_strings_and_on_request(tiny_lm: HFInterpreter) -> None:
-    from interp.stopping import StopOnStrings
+    from interp.interpreters.stopping import StopOnStrings
 
     tok = tiny_lm.tokenizer
     prompt = tok(["### Input: fz", "### Input: fz"], return_tensors="pt")["input_ids"]
@@ -79,7 +79,7 @@ def test_load_interpreter_reads_adapter_and_its_encoding(tmp_path: Path, tiny_lm
     (adapter / "run_config.json").write_text(json.dumps(
         {"finetune": {"preset": str(base_dir)}, "dataset_manifest": {"encoder": "compact", "threshold_set": tset}}))
     interp = load_interpreter(str(tmp_path / "run"), tmp_path / "models", device="cpu")
-    assert interp.encoder == "compact" and interp.thresholds.name == "t"
+    assert interp.encoder == "compact" and interp.encoding.thresholds.name == "t"
     ids = torch.tensor([[5, 6, 7, 8]])
     torch.testing.assert_close(interp.model(input_ids=ids).logits, peft_model.eval()(input_ids=ids).logits)
     base = load_interpreter(f"base:{base_dir}", tmp_path / "models", device="cpu")

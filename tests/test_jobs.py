@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from interp import jobs
-from interp.finetune import FinetuneConfig
-from interp.jobs import EvaluateJobConfig, JobSpec
-from interp.store import Store
+from interp.interpreters.finetune import FinetuneConfig
+from interp.jobs import control as jobs
+from interp.jobs.control import EvaluateJobConfig, JobSpec
+from interp.store.db import Store
 from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
 
 

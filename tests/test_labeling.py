@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from interp import labeling
+from interp.evaluation import labeling
 from interp.language import SHAPES
-from interp.store import Store
+from interp.store.db import Store
 
 HEADER = "annotator,image_index," + ",".join(SHAPES)
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from interp.language import SHAPES
-from interp.metrics import (
+from interp.evaluation.metrics import (
     SampleScore,
     main_metrics,
     read_predictions_jsonl,
     score_predictions,
     score_sample,
 )
+from interp.language import SHAPES
 
 KEYS = {
     "n", "accuracy", "precision", "recall", "f1", "iou", "fdr", "fnr", "fpr",

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interp import mnist
-from interp.mnist import MnistUnavailable, load_mnist, stratified_split
+from interp.data import mnist
+from interp.data.mnist import MnistUnavailable, load_mnist, stratified_split
 
 
 def _write_idx(path: Path, arr: np.ndarray) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp import models
-from interp.models import (
+from interp.interpreters import models
+from interp.interpreters.models import (
     ModelUnavailable,
     ensure_gguf,
     fetch_model,
@@ -23,7 +23,7 @@ from interp.models import (
     quantization_config,
     resolve_device,
 )
-from interp.presets import DEFAULT_PRESET, QKV, ModelPreset, get_preset, list_presets, register_preset
+from interp.interpreters.presets import DEFAULT_PRESET, QKV, ModelPreset, get_preset, list_presets, register_preset
 from interp.settings import ROOT
 
 REAL_MODELS = ROOT / "data" / "models"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from interp.dataset import synthetic_images
-from interp.evaluate import evaluate, labelled_rows, syn_eval_seed
-from interp.interpreter import FakeInterpreter
-from interp.store import Store
+from interp.evaluation.evaluate import evaluate, labelled_rows, syn_eval_seed
+from interp.interpreters.dataset import synthetic_images
+from interp.interpreters.registry import FakeInterpreter
+from interp.store.db import Store
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "compare.py"
 N = 6

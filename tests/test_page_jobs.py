@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from interp import jobs
-from interp.store import Store
+from interp.jobs import control as jobs
+from interp.store.db import Store
 from tests.test_jobs import make_tiny, stop_all
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -103,7 +103,7 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
 
 def test_the_reader_kind_brings_its_own_defaults(tiny_env) -> None:
     """Page and CLI train with the same defaults: the form shows `finetune.kind_defaults` for the kind chosen."""
-    from interp.finetune import READER_DEFAULTS
+    from interp.interpreters.finetune import READER_DEFAULTS
 
     at = open_page()
     at.selectbox(key="jobs_preset").set_value("smollm2-135m")

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from interp.bootstrap import ensure_store
 from interp.settings import Paths
-from interp.store import Store
+from interp.store.db import Store
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 TIMEOUT = 90  # the first run computes the reference set (MNIST + shapes through the target): ~10 s here
@@ -22,13 +22,13 @@ TIMEOUT = 90  # the first run computes the reference set (MNIST + shapes through
 @pytest.fixture
 def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh store with the committed default set; the app's cached Paths is reset to point at it."""
-    import interp.mnist
+    import interp.data.mnist
     from pages import common
 
     db = tmp_path / "app.duckdb"
     monkeypatch.setenv("N2W_DB", str(db))
     # Offline, torchvision's download attempt costs ~3 s before the npm copy loads; skip it here.
-    monkeypatch.delitem(interp.mnist.LOADERS, "torchvision")
+    monkeypatch.delitem(interp.data.mnist.LOADERS, "torchvision")
     list(ensure_store(Paths.from_env()))
     common.paths.clear()  # paths() is cached per process: drop the one another test may have made
     yield db

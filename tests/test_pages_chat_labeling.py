@@ -13,11 +13,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from interp.bootstrap import ensure_store
-from interp.interpreter import FakeInterpreter
+from interp.interpreters.prompt import PRESET_QUESTIONS, build_prompt
+from interp.interpreters.registry import FakeInterpreter
 from interp.language import SHAPES
-from interp.prompt import PRESET_QUESTIONS, build_prompt
 from interp.settings import Paths
-from interp.store import Store
+from interp.store.db import Store
 
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 TIMEOUT = 60  # the first run imports torch and loads MNIST and the target
@@ -42,7 +42,7 @@ def app_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 
 
 def _no_model(spec: str):
-    from interp.models import ModelUnavailable
+    from interp.interpreters.models import ModelUnavailable
 
     raise ModelUnavailable(f"{spec} is not fetched (test)")
 
@@ -158,7 +158,7 @@ def test_chat_streams_a_real_transformers_model(app_paths: Paths, tmp_path: Path
     """A tiny random Mistral behind HFInterpreter: the threaded streamer through st.write_stream into the store."""
     from transformers import AutoModelForCausalLM
 
-    from interp.interpreter import HFInterpreter
+    from interp.interpreters.registry import HFInterpreter
     from tests.conftest import tiny_model, tiny_tokenizer
 
     tok = tiny_tokenizer(tmp_path / "m")
@@ -196,14 +196,14 @@ def test_chat_streams_a_tiny_activation_reader(app_paths: Paths, tmp_path: Path)
 
 
 def test_chat_without_any_model_says_what_to_run(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("interp.models.is_fetched", lambda *a, **k: False)
+    monkeypatch.setattr("interp.interpreters.models.is_fetched", lambda *a, **k: False)
     at = page("chat")
     assert "python -m interp models fetch smollm2-135m" in texts(at)
     assert at.button(key="chat_preset_describe").disabled
 
 
 def test_chat_when_loading_fails_shows_the_fix(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("interp.models.is_fetched", lambda *a, **k: True)  # listed, but loading fails
+    monkeypatch.setattr("interp.interpreters.models.is_fetched", lambda *a, **k: True)  # listed, but loading fails
     at = page("chat")
     at.selectbox(key="chat_interpreter").set_value(BASE).run()
     at.button(key="chat_preset_describe").click().run()

@@ -16,10 +16,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from interp.bootstrap import ensure_store
-from interp.encoding import encode_activations
+from interp.data.shapes import generate_shapes
+from interp.encoding.encoders import encode_activations
+from interp.encoding.thresholds import ThresholdSet
 from interp.settings import Paths
-from interp.shapes import generate_shapes
-from interp.thresholds import ThresholdSet
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
 TIMEOUT = 120  # first runs load MNIST, the target and the tokenizer
@@ -254,6 +254,6 @@ def test_shapes_that_do_not_fit_show_an_error(app_paths):
 
 def _acts(model, image):
     """What the page's analyze_image computes (single-threaded: bit-identical to the page's numbers)."""
-    from interp.analysis import analyze_image
+    from interp.pipeline import analyze_image
 
     return analyze_image(model, image, np.zeros((8, 4))).activations

@@ -1,24 +1,172 @@
-"""The home page's stage status: what is in place and the command that fixes what is not."""
+"""interp.pipeline: one image → prediction, conv1 activations, bins and encoding."""
 
 from __future__ import annotations
 
-from interp.pipeline import pipeline_status
-from interp.store import Store
+import numpy as np
+import pytest
+import torch
+
+from interp.data.images import ImageError, prepare_drawing
+from interp.encoding.encoders import LETTERS, encode_activations, list_encoders
+from interp.encoding.thresholds import ThresholdSet
+from interp.pipeline import Analysis, analyze_image, count_tokens, next_example, to_npy_bytes
+from interp.settings import ROOT
+from interp.target.activations import image_activations
+from interp.target.cnn import TargetCNN, predict_proba
 
 
-def test_status_names_the_fix_and_counts_runs_and_jobs(paths) -> None:
-    stages = {s.stage: s for s in pipeline_status(paths)}
-    assert not stages["MNIST"].ready and "python -m interp setup" in stages["MNIST"].detail
-    assert stages["Target CNN"].ready  # the committed checkpoint
-    assert not stages["Encoding"].ready and "python -m interp setup" in stages["Encoding"].detail
+@pytest.fixture(scope="module")
+def default_thresholds() -> ThresholdSet:
+    return ThresholdSet.load(ROOT / "assets" / "thresholds" / "default.json")
 
-    from interp.bootstrap import ensure_store
 
-    list(ensure_store(paths))
-    store = Store(paths.db_path)
-    store.upsert_run("r1", "finetune", "smollm2-135m", {}, "succeeded", None)
-    store.upsert_job("j1", "r1", "local", {}, "running")
-    store.upsert_job("j2", "r1", "local", {}, "failed")
-    stages = {s.stage: s for s in pipeline_status(paths)}
-    assert stages["Encoding"].ready and "default" in stages["Encoding"].detail
-    assert stages["Interpreter"].detail == "1 fine-tuning run(s) registered; 2 job(s), 1 queued or running"
+def constant_model(conv1_bias: list[float], fc_bias: list[float]) -> TargetCNN:
+    """All weights 0: conv1 maps are relu(bias) everywhere and the logits are fc's bias."""
+    model = TargetCNN()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.conv1[0].bias.copy_(torch.tensor(conv1_bias))
+        model.fc.bias.copy_(torch.tensor(fc_bias))
+    return model.eval()
+
+
+def test_hand_set_model_gives_exact_levels_and_prediction():
+    bias = [0.0, 0.375, 0.75, 1.5, 2.5, -1.0, 0.25, 0.5]  # binary fractions: exact in float32
+    fc = [0.0] * 10
+    fc[3] = np.log(3.0)  # softmax: 3 / 12 for digit 3, 1 / 12 for the others
+    thresholds = np.tile([0.25, 0.5, 1.0, 2.0], (8, 1))
+    result = analyze_image(constant_model(bias, fc), np.zeros((28, 28), np.uint8), thresholds)
+
+    want_levels = [0, 1, 2, 3, 4, 0, 0, 1]  # a ≤ t1 is z; t1 < a ≤ t2 is l; ...; a > t4 is v
+    assert result.prediction == 3
+    np.testing.assert_allclose(result.probabilities, [1 / 12] * 3 + [3 / 12] + [1 / 12] * 6, rtol=1e-6)
+    np.testing.assert_allclose(result.activations, np.maximum(bias, 0)[:, None, None] * np.ones((8, 14, 14)))
+    assert result.bins.dtype == np.int8 and result.bins.shape == (8, 14, 14)
+    assert (result.bins == np.array(want_levels)[:, None, None]).all()
+    assert result.encoding == "".join("f" + LETTERS[k] * 196 for k in want_levels)
+    assert result.encoder == "paper" and result.n_chars == 1576
+    assert result.letters[4, 13, 0] == "v" and result.letters.shape == (8, 14, 14)
+
+
+def test_blank_image_is_all_z_with_the_default_thresholds(target_model, default_thresholds):
+    result = analyze_image(target_model, np.zeros((28, 28), np.uint8), default_thresholds)
+    assert (result.bins == 0).all()
+    assert result.encoding == ("f" + "z" * 196) * 8
+    assert result.activations.dtype == np.float32 and (result.activations > 0).any()  # biases: small, not 0
+
+
+@pytest.mark.parametrize("encoder", list_encoders())
+def test_matches_the_separate_stages(target_model, default_thresholds, mnist, encoder):
+    image = mnist.test.images[7]
+    result = analyze_image(target_model, image, default_thresholds, encoder)
+    # One thread vs several sums in another order: the same activations up to float32 rounding.
+    np.testing.assert_allclose(result.activations, image_activations(target_model, image), rtol=1e-5, atol=1e-6)
+    assert result.encoding == encode_activations(result.activations, default_thresholds, encoder)[0]
+    assert result.n_chars == len(result.encoding)
+    np.testing.assert_allclose(result.probabilities, predict_proba(target_model, image[None])[0], rtol=1e-5, atol=1e-7)
+    assert result.prediction == int(predict_proba(target_model, image[None])[0].argmax())
+    assert result.prediction == mnist.test.labels[7]
+    assert isinstance(result, Analysis)
+
+
+def test_hook_is_removed_and_errors_are_clear(target_model, default_thresholds):
+    analyze_image(target_model, np.zeros((28, 28), np.uint8), default_thresholds)
+    assert not target_model.conv1._forward_hooks
+    with pytest.raises(ValueError, match="28×28"):
+        analyze_image(target_model, np.zeros((32, 32), np.uint8), default_thresholds)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        analyze_image(target_model, np.zeros((28, 28), np.uint8), default_thresholds, "morse")
+    with pytest.raises(ValueError, match="non-decreasing"):
+        analyze_image(target_model, np.zeros((28, 28), np.uint8), np.tile([0.1, 0.5, 0.4, 1.0], (8, 1)))
+    assert not target_model.conv1._forward_hooks
+
+
+def test_a_drawn_stroke_becomes_a_non_blank_encoding(target_model, default_thresholds):
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[..., 3] = 255  # the app's canvas has an opaque black background
+    canvas[40:240, 130:148, :3] = 255  # a vertical white stroke: a "1"
+    image = prepare_drawing(canvas)
+    result = analyze_image(target_model, image, default_thresholds)
+    assert result.prediction == 1
+    assert (result.bins > 0).any()
+    with pytest.raises(ImageError, match="empty"):
+        prepare_drawing(np.dstack([np.zeros((280, 280, 3), np.uint8), np.full((280, 280), 255, np.uint8)]))
+    with pytest.raises(ImageError, match="canvas is empty"):
+        prepare_drawing(None)
+
+
+class _CharTokenizer:
+    """Stands in for a Hugging Face tokenizer: one token per pair of characters, plus a BOS if asked."""
+
+    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+        ids = list(range((len(text) + 1) // 2))
+        return {"input_ids": ([0] if add_special_tokens else []) + ids}
+
+
+def test_count_tokens():
+    assert count_tokens("fzzz", None) is None
+    assert count_tokens("fzzzz", _CharTokenizer()) == 3  # special tokens are not counted
+    assert count_tokens("", _CharTokenizer()) == 0
+
+
+def test_count_tokens_with_smollm2_if_fetched():
+    from interp.interpreters.models import ModelUnavailable, load_tokenizer
+
+    try:
+        tok = load_tokenizer("smollm2-135m", ROOT / "data" / "models")
+    except (ModelUnavailable, OSError, KeyError):
+        pytest.skip("SmolLM2 tokenizer not fetched")
+    assert count_tokens("f" + "z" * 196, tok) == len(tok("f" + "z" * 196, add_special_tokens=False)["input_ids"])
+    assert count_tokens("Image with 1 shape: 1 corner", tok) < 12
+
+
+def test_next_example_wraps_around():
+    labels = np.array([3, 1, 3, 0, 3])
+    assert next_example(labels, 3) == 0
+    assert next_example(labels, 3, after=0) == 2
+    assert next_example(labels, 3, after=2) == 4
+    assert next_example(labels, 3, after=4) == 0
+    assert next_example(labels, 1, after=1) == 1
+    with pytest.raises(ValueError, match="no image with label 7"):
+        next_example(labels, 7)
+
+
+def test_npy_bytes_round_trip():
+    import io
+
+    acts = np.random.default_rng(0).random((8, 14, 14), dtype=np.float32)
+    back = np.load(io.BytesIO(to_npy_bytes(acts)), allow_pickle=False)
+    assert back.dtype == np.float32 and np.array_equal(back, acts)
+
+
+def test_an_upload_of_dark_ink_on_grey_paper_becomes_white_on_black(target_model, default_thresholds):
+    import io
+
+    from PIL import Image
+
+    from interp.data.images import prepare_upload
+
+    page = np.full((300, 240), 230, np.uint8)  # light grey paper, not pure white
+    page[40:260, 110:130] = 20  # a dark vertical stroke
+    buf = io.BytesIO()
+    Image.fromarray(page).save(buf, "PNG")
+    original, image = prepare_upload(buf.getvalue())
+    assert original.shape == (300, 240)
+    assert image[:, :8].max() == 0 and image[:, -8:].max() == 0  # the paper is black, as in MNIST
+    assert image.max() == 255
+    assert analyze_image(target_model, image, default_thresholds).prediction == 1
+
+
+def test_single_thread_restores_the_thread_count(target_model, default_thresholds):
+    from interp.pipeline import single_thread
+
+    before = torch.get_num_threads()
+    with single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    analyze_image(target_model, np.zeros((28, 28), np.uint8), default_thresholds)
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), single_thread():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.prompt import build_prompt, build_question, build_training_text, task_text
+from interp.interpreters.prompt import build_prompt, build_question, build_training_text, task_text
 
 
 def test_paper_prompt_exact() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interp.language import SHAPES
-from interp.questions import (
+from interp.interpreters.questions import (
     Question,
     answer_all,
     answer_count,
@@ -15,6 +14,7 @@ from interp.questions import (
     sample_questions,
     score_answers,
 )
+from interp.language import SHAPES
 
 COUNTS = {"ellipse": 1, "corner": 2, "vertical": 1}
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from interp import jobs, storage
-from interp.jobs import JobSpec
-from interp.store import Store
+from interp.jobs import control as jobs
+from interp.jobs import storage
+from interp.jobs.control import JobSpec
+from interp.store.db import Store
 from tests.test_jobs import make_tiny, tiny_finetune
 
 pytest.importorskip("ray.job_submission")

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from interp.encoding import get_encoder
-from interp.finetune import FinetuneConfig, finetune
-from interp.language import SHAPES, format_description
-from interp.prompt import build_prompt, build_question
-from interp.reader import (
+from interp.encoding.encoders import get_encoder
+from interp.interpreters.finetune import FinetuneConfig, finetune
+from interp.interpreters.prompt import build_prompt, build_question
+from interp.interpreters.reader import (
     READER_TASK,
     Connector,
     ReaderConfig,
@@ -22,7 +21,8 @@ from interp.reader import (
     prefix_token_ids,
     split_prompt,
 )
-from interp.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
+from interp.interpreters.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
+from interp.language import SHAPES, format_description
 from tests.conftest import tiny_model, tiny_setup, tiny_tokenizer
 
 
@@ -133,7 +133,7 @@ def test_reader_finetune_trains_connector_and_lora_only(tiny: dict, paths) -> No
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from interp.interpreter import load_interpreter
+    from interp.interpreters.registry import load_interpreter
 
     base_before = AutoModelForCausalLM.from_pretrained(tiny["model"]).state_dict()
     result = finetune(_cfg(tiny), paths.models_dir, paths.datasets_dir, progress=False)
@@ -205,7 +205,7 @@ def test_reader_prefix_is_the_task_then_the_input_signifier(tmp_path: Path) -> N
 def _tiny_reader(tmp_path: Path) -> ReaderInterpreter:
     from transformers import AutoModelForCausalLM
 
-    from interp.reader import ReaderModel
+    from interp.interpreters.reader import ReaderModel
 
     tok = tiny_tokenizer(tmp_path / "m")
     tiny_model("mistral", tmp_path / "m", len(tok))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from interp.data.shapes import ShapeBatch, generate_shapes, render_counts
 from interp.language import SYNTH_SHAPES, parse_description
-from interp.shapes import ShapeBatch, generate_shapes, render_counts
 
 BRIGHT = 128  # a person sees these pixels as stroke
 

@@ -10,19 +10,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_shipped_adapter_describes_a_held_out_image(target_model) -> None:
-    from interp.activations import capture_conv1
-    from interp.encoding import encode_activations
-    from interp.interpreter import load_interpreter
+    from interp.data.shapes import generate_shapes
+    from interp.encoding.encoders import encode_activations
+    from interp.interpreters.models import is_fetched
+    from interp.interpreters.registry import load_interpreter
     from interp.language import parse_description
-    from interp.models import is_fetched
-    from interp.shapes import generate_shapes
+    from interp.target.activations import capture_conv1
 
     models_dir = ROOT / "data" / "models"
     if not is_fetched("smollm2-135m", models_dir):
         pytest.skip("SmolLM2 not fetched: run `python -m interp models fetch smollm2-135m`")
     interp = load_interpreter(str(ROOT / "assets" / "interpreters" / "smollm2-compact"), models_dir, device="cpu")
     batch = generate_shapes(2, seed=1_000_003)
-    encodings = encode_activations(capture_conv1(target_model, batch.images), interp.thresholds.as_array(),
+    encodings = encode_activations(capture_conv1(target_model, batch.images), interp.encoding.thresholds.as_array(),
                                    encoder=interp.encoder)
     outputs = interp.describe(encodings)
     assert len(outputs) == 2
@@ -32,16 +32,16 @@ def test_shipped_adapter_describes_a_held_out_image(target_model) -> None:
 def test_shipped_reader_counts_held_out_shapes_and_answers_questions(target_model) -> None:
     """The default interpreter on 40 D_syn_eval images: most descriptions exact, most count answers right
     (the README reports n = 500; the bounds here sit well below those figures)."""
-    from interp.activations import capture_conv1
-    from interp.encoding import encode_activations
-    from interp.evaluate import syn_eval_seed
-    from interp.interpreter import load_interpreter
+    from interp.data.shapes import generate_shapes
+    from interp.encoding.encoders import encode_activations
+    from interp.evaluation.evaluate import syn_eval_seed
+    from interp.evaluation.metrics import aggregate_scores, score_sample
+    from interp.interpreters.models import is_fetched
+    from interp.interpreters.questions import answer_all, eval_questions, score_answers
+    from interp.interpreters.reader import ReaderInterpreter
+    from interp.interpreters.registry import load_interpreter
     from interp.language import SHAPES, counts_from_vector, format_description
-    from interp.metrics import aggregate_scores, score_sample
-    from interp.models import is_fetched
-    from interp.questions import answer_all, eval_questions, score_answers
-    from interp.reader import ReaderInterpreter
-    from interp.shapes import generate_shapes
+    from interp.target.activations import capture_conv1
 
     models_dir = ROOT / "data" / "models"
     if not is_fetched("smollm2-135m", models_dir):

@@ -1,4 +1,4 @@
-"""Tests for interp.store: what one Store writes is read back through a second Store on the same file."""
+"""Tests for interp.store.db: what one Store writes is read back through a second Store on the same file."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from interp.store import (
+from interp.store.db import (
     MIGRATIONS,
     SCHEMA_VERSION,
     TABLES,

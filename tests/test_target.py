@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interp.mnist import Mnist, MnistSplit
-from interp.target import TargetCNN, TargetConfig, evaluate_target, load_target, save_target, to_input, train_target
+from interp.data.mnist import Mnist, MnistSplit
+from interp.target.cnn import TargetCNN, TargetConfig, evaluate_target, load_target, save_target, to_input, train_target
 
 
 def test_architecture_matches_the_paper() -> None:

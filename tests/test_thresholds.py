@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from interp.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds, validate_thresholds
+from interp.encoding.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds, validate_thresholds
 
 GOOD = [[0.0, 0.1, 0.2, 0.3]] * 8
 
@@ -126,8 +126,8 @@ def test_calibration_accepts_blank_maps_and_rejects_bad_shapes():
 
 def test_blank_image_of_the_target_is_all_no_signal(target_model, mnist):
     """FACTS: a blank image gives each filter a small positive response; calibrated t1 makes it z."""
-    from interp.activations import blank_response, capture_conv1
-    from interp.encoding import bin_activations
+    from interp.encoding.encoders import bin_activations
+    from interp.target.activations import blank_response, capture_conv1
 
     ref = capture_conv1(target_model, mnist.train.images[:200])
     blank = blank_response(target_model)

@@ -1,0 +1,418 @@
+"""``python -m interp <command>``: one small function per command, the work lives in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from interp.settings import Paths
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(fn: Callable[[argparse.Namespace, Paths], int]) -> Callable:
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=None, default=float))
+
+
+# --- setup and data ---------------------------------------------------------------------------
+
+@command("setup")
+def cmd_setup(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.bootstrap import ensure_all
+
+    for line in ensure_all(paths, fetch_models=not args.no_models):
+        print(f"[setup] {line}")
+    return 0
+
+
+@command("mnist")
+def cmd_mnist(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.data.mnist import load_mnist
+
+    data = load_mnist(paths.data_dir)
+    _print_json({"source": data.source, "n_train": len(data.train), "n_test": len(data.test)})
+    return 0
+
+
+# --- target CNN ---------------------------------------------------------------------------------
+
+@command("target train")
+def cmd_target_train(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.configs import config_from_args
+    from interp.data.mnist import load_mnist
+    from interp.target.cnn import TargetConfig, save_target, train_target
+
+    cfg = config_from_args(TargetConfig, args)
+    data = load_mnist(paths.data_dir)
+    print(f"MNIST from {data.source}: {len(data.train)} train / {len(data.test)} test images")
+    model, summary = train_target(data, cfg)
+    out = Path(args.out) if args.out else paths.target_dir
+    save_target(model, out, summary)
+    print(f"test accuracy {summary['accuracy']:.4f} on {summary['n']} images ({data.source}); saved to {out}")
+    return 0
+
+
+@command("target eval")
+def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.data.mnist import load_mnist
+    from interp.target.cnn import evaluate_target, load_target
+
+    data = load_mnist(paths.data_dir)
+    model = load_target(Path(args.checkpoint) if args.checkpoint else paths.target_dir)
+    result = {"accuracy": evaluate_target(model, data.test), "n": len(data.test), "source": data.source}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"accuracy {result['accuracy']:.4f} on {result['n']} test images from {result['source']}")
+    return 0
+
+
+# --- language, encoding, thresholds -----------------------------------------------------------
+
+@command("parse")
+def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.language import parse_description
+
+    parsed = parse_description(args.text)
+    result = {"counts": parsed.counts, "total": parsed.total, "well_formed": parsed.well_formed}
+    if args.json:
+        _print_json(result)
+    else:
+        items = ", ".join(f"{n} {s}" for s, n in parsed.counts.items() if n) or "no shapes"
+        print(f"{items}; stated total {parsed.total}; well-formed: {parsed.well_formed}")
+    return 0
+
+
+@command("encode")
+def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
+    import numpy as np
+
+    from interp.encoding.encoders import encode_activations
+
+    if (args.activations is None) == (args.image is None):
+        raise ValueError("give exactly one of --activations A.npy or --image PNG")
+    if args.activations:
+        acts = np.load(args.activations, allow_pickle=False)
+    else:
+        from interp.data.images import prepare_upload
+        from interp.target.activations import image_activations
+        from interp.target.cnn import load_target
+
+        _, image = prepare_upload(Path(args.image).read_bytes())
+        acts = image_activations(load_target(paths.target_dir), image)
+    if acts.shape != (8, 14, 14):
+        raise ValueError(f"activations must have shape [8, 14, 14], got {list(acts.shape)}")
+    from interp.encoding.thresholds import resolve_threshold_set
+
+    thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
+    print(encode_activations(acts, thresholds.as_array(), encoder=args.encoder)[0])
+    return 0
+
+
+@command("thresholds calibrate")
+def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.encoding.reference import calibrate_default
+
+    tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist)
+    if args.json_out:
+        tset.save(Path(args.json_out))
+    from interp.store.db import Store
+
+    Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
+                                            make_default=args.make_default)
+    print(f"threshold set '{tset.name}' saved" + (" as the default" if args.make_default else ""))
+    print("filter   t1      t2      t3      t4     occupancy z/l/m/h/v")
+    for f, (row, occ) in enumerate(zip(tset.as_array(), occupancy, strict=True)):
+        print(f"{f:>6} " + " ".join(f"{t:7.3f}" for t in row) + "   " + " ".join(f"{o:4.0%}" for o in occ))
+    return 0
+
+
+@command("thresholds list")
+def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.store.db import Store
+
+    df = Store(paths.db_path).list_threshold_sets()
+    print(df[["name", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
+    return 0
+
+
+# --- datasets, models, fine-tuning -------------------------------------------------------------
+
+@command("dataset build")
+def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.configs import config_from_args
+    from interp.interpreters.dataset import DatasetConfig, build_dataset_in
+
+    cfg = config_from_args(DatasetConfig, args)
+    manifest = build_dataset_in(paths, cfg)
+    print(f"dataset '{cfg.name}' ({manifest['hash']}): {manifest['n_train']} train / {manifest['n_val']} val / "
+          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, encoder '{cfg.encoder}', "
+          f"thresholds '{manifest['threshold_set']['name']}' → {paths.datasets_dir / cfg.name}")
+    return 0
+
+
+@command("dataset stats")
+def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.interpreters.dataset import token_stats
+    from interp.interpreters.finetune import resolve_dataset
+    from interp.interpreters.models import load_tokenizer
+
+    stats = token_stats(resolve_dataset(args.dataset, paths.datasets_dir),
+                        load_tokenizer(args.tokenizer, paths.models_dir), limit=args.limit)
+    _print_json(stats)
+    return 0
+
+
+@command("models list")
+def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.interpreters.models import is_fetched
+    from interp.interpreters.presets import list_presets
+
+    for p in list_presets():
+        mark = "fetched" if is_fetched(p.name, paths.models_dir) else "-"
+        print(f"{p.name:<14} {mark:<8} lr {p.learning_rate:<8g} batch {p.batch_size}  {p.description}")
+    return 0
+
+
+@command("models fetch")
+def cmd_models_fetch(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.interpreters.models import fetch_model
+
+    print(f"{args.name}: {fetch_model(args.name, paths.models_dir)}")
+    return 0
+
+
+@command("finetune")
+def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.configs import config_from_args
+    from interp.interpreters.finetune import FinetuneConfig, finetune
+
+    cfg = config_from_args(FinetuneConfig, args)
+    result = finetune(cfg, paths.models_dir, paths.datasets_dir)
+    print(f"adapter saved to {result.adapter_dir} after {result.steps} steps")
+    return 0
+
+
+@command("metrics")
+def cmd_metrics(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.evaluation.metrics import main_metrics
+
+    result = main_metrics(Path(args.predictions))
+    if args.json:
+        _print_json(result)
+    else:
+        for key in ("n", "accuracy", "precision", "recall", "f1", "iou", "fdr", "fnr", "fpr", "bleu", "rouge1",
+                    "rouge2", "edit_distance", "well_formed"):
+            value = result[key]
+            print(f"{key:<14} {value:.4f}" if isinstance(value, float) else f"{key:<14} {value}")
+    return 0
+
+
+# --- evaluation runs and baselines (§4, Table 1) ----------------------------------------------
+
+TABLE1_KEYS = ("n", "accuracy", "bleu", "rouge1", "rouge2", "iou", "edit_distance", "precision", "recall", "f1",
+               "fdr", "fnr", "fpr", "well_formed")
+
+
+def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool) -> None:
+    if as_json:
+        _print_json({"run_id": run_id, "eval_set": eval_set, **metrics})
+        return
+    print(f"run '{run_id}' on {eval_set}:")
+    for key in TABLE1_KEYS:
+        value = metrics[key]
+        print(f"  {key:<14} {value:.4f}" if isinstance(value, float) else f"  {key:<14} {value}")
+    if metrics.get("qa"):
+        qa = metrics["qa"]
+        print(f"  {'qa_accuracy':<14} {qa['accuracy']:.4f}  (n {qa['n']}; "
+              + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in qa["by_kind"].items()) + ")")
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.evaluation.evaluate import evaluate_spec
+
+    run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
+                                    run_id=args.run_id, offset=args.offset, dataset=args.dataset,
+                                    progress=not args.json, questions=args.questions)
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+@command("baseline majority")
+def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.interpreters.baselines import run_majority
+
+    run_id, metrics = run_majority(paths, args.dataset, mode=args.mode, eval_set=args.set, n=args.n,
+                                   offset=args.offset, run_id=args.run_id, progress=not args.json)
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+@command("baseline probe")
+def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
+    import os
+
+    from interp.configs import config_from_args
+    from interp.interpreters.baselines import run_probe
+    from interp.interpreters.probe import ProbeConfig
+
+    os.nice(10)  # a side job: a fine-tuning run on the same CPU keeps priority
+    cfg = config_from_args(ProbeConfig, args)
+    run_id, metrics = run_probe(paths, args.dataset, cfg, eval_set=args.set, n=args.n, offset=args.offset,
+                                run_id=args.run_id, out=Path(args.out) if args.out else None, progress=not args.json)
+    if not args.json:
+        print(f"probe trained in {metrics['train_seconds']:.1f} s; last epoch {metrics['history'][-1]}")
+    _print_run_metrics(run_id, args.set, metrics, args.json)
+    return 0
+
+
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS
+
+    p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
+    p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
+    p.add_argument("--offset", type=int, default=0, help="syn_eval seed offset (another disjoint set)")
+    p.add_argument("--run-id", help="id in the store (default: from the run folder / dataset name)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object (no progress bar)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from interp.configs import add_config_args
+    from interp.target.cnn import TargetConfig
+
+    parser = argparse.ArgumentParser(prog="python -m interp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("setup", help="fetch data and models, create the store (idempotent)")
+    p.add_argument("--no-models", action="store_true", help="skip fetching the offline LLM")
+    p.set_defaults(cmd="setup")
+
+    p = sub.add_parser("mnist", help="load MNIST and report its source and size")
+    p.set_defaults(cmd="mnist")
+
+    target = sub.add_parser("target", help="train or evaluate the target CNN").add_subparsers(
+        dest="target_cmd", required=True, metavar="ACTION")
+    p = target.add_parser("train", help="train the target CNN on MNIST (seeded, ~1-2 min on 2 cores)")
+    add_config_args(p, TargetConfig)
+    p.add_argument("--out", help="checkpoint folder (default: assets/target)")
+    p.set_defaults(cmd="target train")
+    p = target.add_parser("eval", help="accuracy of the target CNN on the held-out test split")
+    p.add_argument("--checkpoint", help="checkpoint folder (default: assets/target)")
+    p.add_argument("--json", action="store_true", help="print {accuracy, n, source} as JSON")
+    p.set_defaults(cmd="target eval")
+
+
+    p = sub.add_parser("parse", help="parse an interpreter output into shape counts")
+    p.add_argument("text", help="the description text, e.g. 'Image with 2 shapes: 1 corner, 1 ellipse'")
+    p.add_argument("--json", action="store_true", help="print {counts, total, well_formed} as JSON")
+    p.set_defaults(cmd="parse")
+
+    from interp.encoding.encoders import list_encoders
+
+    p = sub.add_parser("encode", help="encode conv1 activations c(a) as text")
+    p.add_argument("--activations", help="an .npy file holding a float [8, 14, 14] array")
+    p.add_argument("--image", help="an image file, run through the target CNN")
+    p.add_argument("--thresholds", help="threshold set: a JSON file or a name in the store (default: the default set)")
+    p.add_argument("--encoder", default="paper", choices=list_encoders(), help="encoding (default: paper)")
+    p.set_defaults(cmd="encode")
+
+    th = sub.add_parser("thresholds", help="calibrate and list bin threshold sets").add_subparsers(
+        dest="thresholds_cmd", required=True, metavar="ACTION")
+    p = th.add_parser("calibrate", help="calibrate per-filter thresholds on synthetic + MNIST activations")
+    p.add_argument("--name", default="calibrated", help="name of the new set")
+    p.add_argument("--n-synthetic", type=int, default=2000, help="synthetic reference images")
+    p.add_argument("--n-mnist", type=int, default=2000, help="MNIST training images in the reference set")
+    p.add_argument("--json-out", help="also write the set as JSON here")
+    p.add_argument("--make-default", action="store_true", help="make it the default set")
+    p.set_defaults(cmd="thresholds calibrate")
+    p = th.add_parser("list", help="list the threshold sets in the store")
+    p.set_defaults(cmd="thresholds list")
+
+    from interp.interpreters.dataset import DatasetConfig
+    from interp.interpreters.finetune import FinetuneConfig
+
+    ds = sub.add_parser("dataset", help="build D_interpret and report its token counts").add_subparsers(
+        dest="dataset_cmd", required=True, metavar="ACTION")
+    p = ds.add_parser("build", help="generate shapes + annotated MNIST, encode, split, write JSONL")
+    add_config_args(p, DatasetConfig)
+    p.set_defaults(cmd="dataset build")
+    p = ds.add_parser("stats", help="tokens per sample for a tokenizer")
+    p.add_argument("--dataset", default="default", help="dataset name or folder")
+    p.add_argument("--tokenizer", default="smollm2-135m", help="model preset whose tokenizer counts")
+    p.add_argument("--limit", type=int, default=300, help="samples to count")
+    p.set_defaults(cmd="dataset stats")
+
+    md = sub.add_parser("models", help="list and fetch interpreter base models").add_subparsers(
+        dest="models_cmd", required=True, metavar="ACTION")
+    p = md.add_parser("list", help="model presets and whether they are fetched")
+    p.set_defaults(cmd="models list")
+    p = md.add_parser("fetch", help="download (and convert) a model preset, cached")
+    p.add_argument("name", help="preset name, Hugging Face id or local folder")
+    p.set_defaults(cmd="models fetch")
+
+    p = sub.add_parser("finetune", help="fine-tune an interpreter with LoRA / QLoRA (§3.3)")
+    add_config_args(p, FinetuneConfig)
+    p.set_defaults(cmd="finetune")
+
+    p = sub.add_parser("metrics", help="score predictions with the paper's Table 1 metrics")
+    p.add_argument("--predictions", required=True, help='JSONL, one {"prediction": text, "truth": text} per line')
+    p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
+    p.set_defaults(cmd="metrics")
+
+    from interp.interpreters.probe import ProbeConfig
+
+    p = sub.add_parser("evaluate", help="describe a held-out set with an interpreter, score and store (§4)")
+    p.add_argument("--run", required=True, help="run folder, adapter folder, or base:PRESET (no fine-tuning)")
+    p.add_argument("--batch-size", type=int, default=8, help="encodings per generate call")
+    p.add_argument("--dataset", help="training dataset whose MNIST images mnist_eval leaves out "
+                                     "(default: the one recorded with the adapter)")
+    p.add_argument("--questions", action="store_true",
+                   help="also ask one grounded count question per image and report the answers' accuracy")
+    _add_eval_options(p)
+    p.set_defaults(cmd="evaluate")
+    bl = sub.add_parser("baseline", help="majority and activation-probe baselines").add_subparsers(
+        dest="baseline_cmd", required=True, metavar="KIND")
+    p = bl.add_parser("majority", help="one fixed description: the training split's most frequent one")
+    p.add_argument("--dataset", required=True, help="dataset name or folder (its train split)")
+    p.add_argument("--mode", default="description", choices=("description", "per_shape"),
+                   help="most frequent description, or the most frequent count per shape type")
+    _add_eval_options(p)
+    p.set_defaults(cmd="baseline majority")
+    p = bl.add_parser("probe", help="train a small CNN on the binned activations to count shapes, then evaluate")
+    p.add_argument("--dataset", required=True, help="dataset name or folder (train split; val for monitoring)")
+    p.add_argument("--out", help="folder for the probe's weights (default: runs/<run id>)")
+    add_config_args(p, ProbeConfig)
+    _add_eval_options(p)
+    p.set_defaults(cmd="baseline probe")
+
+    for register in EXTRA_PARSERS:
+        register(sub)
+    return parser
+
+
+# Later command groups append a function (subparsers) -> None here.
+EXTRA_PARSERS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.cmd](args, Paths.from_env())
+    except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+from interp.cli import jobs as cli_jobs  # noqa: E402,F401  (registers the `jobs` commands)

@@ -1,0 +1,183 @@
+"""Per-filter bin thresholds t1..t4 for the activation encoding (§3.2).
+
+§3.2 bins every conv1 activation ``a`` of a filter into five levels, written z, l, m, h, v
+(zero, low, medium, high, very high), with four thresholds per filter "chosen heuristically
+for each individual filter". A ``ThresholdSet`` holds those 8 × 4 numbers; the encoder
+(`interp.encoding.encoders`) applies them:
+
+    z if a ≤ t1,  l if t1 < a ≤ t2,  m if t2 < a ≤ t3,  h if t3 < a ≤ t4,  v if a > t4.
+
+With t1 = 0 that is the paper's rule "z if a ≤ 0". `calibrate_thresholds` documents our
+heuristic; a set is saved as JSON beside the runs that used it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+N_FILTERS = 8
+N_THRESHOLDS = 4
+N_BINS = N_THRESHOLDS + 1
+
+Row = tuple[float, float, float, float]
+
+
+def validate_thresholds(thresholds: object) -> np.ndarray:
+    """Check a [8, 4] table of t1..t4 per filter; return it as float64, or raise ValueError.
+
+    Rules: exactly 8 rows of 4 numbers, all finite, t1 ≥ 0 and t1 ≤ t2 ≤ t3 ≤ t4 per filter
+    (ties allowed: an empty bin is legal). Errors name the filter, e.g.
+    ``filter 3: thresholds must be non-decreasing (t2=0.5 > t3=0.4)``.
+    """
+    try:
+        arr = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        if isinstance(thresholds, Sequence) and not isinstance(thresholds, str):
+            for f, row in enumerate(thresholds):  # ragged table: name the odd row
+                if isinstance(row, Sequence) and len(row) != N_THRESHOLDS:
+                    raise ValueError(f"filter {f}: expected {N_THRESHOLDS} thresholds (t1..t4), got {len(row)}") from None
+        raise ValueError(f"thresholds must be numbers in an [8, 4] table, one row per conv1 filter: {exc}") from exc
+    if arr.shape != (N_FILTERS, N_THRESHOLDS):
+        raise ValueError(
+            f"thresholds must have shape [{N_FILTERS}, {N_THRESHOLDS}] (one row t1..t4 per conv1 filter), "
+            f"got {list(arr.shape)}"
+        )
+    for f, row in enumerate(arr):
+        bad = [f"t{k + 1}={v}" for k, v in enumerate(row) if not np.isfinite(v)]
+        if bad:
+            raise ValueError(f"filter {f}: thresholds must be finite ({', '.join(bad)})")
+        if row[0] < 0:
+            raise ValueError(f"filter {f}: t1 must be >= 0 (t1={row[0]:g}); ReLU activations are never negative")
+        for k in range(N_THRESHOLDS - 1):
+            if row[k] > row[k + 1]:
+                raise ValueError(
+                    f"filter {f}: thresholds must be non-decreasing (t{k + 1}={row[k]:g} > t{k + 2}={row[k + 1]:g})"
+                )
+    return arr
+
+
+@dataclass(frozen=True)
+class ThresholdSet:
+    """A named table of bin thresholds, one row (t1, t2, t3, t4) per conv1 filter."""
+
+    name: str
+    """Short label shown in the UI and stored with runs (e.g. "calibrated", "paper-zero")."""
+    thresholds: tuple[Row, ...]
+    """8 rows of t1 ≤ t2 ≤ t3 ≤ t4 (t1 ≥ 0); arrays and lists are accepted and stored as tuples."""
+    notes: str = ""
+    """How the set was made (data, rule, date)."""
+
+    def __post_init__(self) -> None:
+        arr = validate_thresholds(self.thresholds)
+        # Normalise to plain float tuples so the frozen set is hashable and JSON-exact.
+        object.__setattr__(self, "thresholds", tuple(tuple(float(v) for v in row) for row in arr))
+
+    def as_array(self) -> np.ndarray:
+        """float64 [8, 4]."""
+        return np.array(self.thresholds, dtype=np.float64)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "thresholds": [list(row) for row in self.thresholds], "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThresholdSet":
+        unknown = set(d) - {"name", "thresholds", "notes"}
+        if unknown:
+            raise ValueError(f"unknown threshold-set keys: {sorted(unknown)}")
+        return cls(name=str(d["name"]), thresholds=d["thresholds"], notes=str(d.get("notes", "")))
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path | str) -> "ThresholdSet":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def calibrate_thresholds(
+    activations: np.ndarray,
+    blank_response: np.ndarray,
+    name: str = "calibrated",
+    quantiles: tuple[float, float, float] = (0.4, 0.7, 0.9),
+    margin: float = 0.02,
+) -> ThresholdSet:
+    """Per-filter thresholds from reference activations [n, 8, 14, 14] (§3.2: "heuristically").
+
+    Our rule, per filter f:
+
+    - t1 = blank_f + margin · scale_f, where blank_f is the filter's largest response to an
+      all-black image (``blank_response`` [8], or the blank maps [8, 14, 14]) and scale_f the
+      99th percentile of the filter's positive activations. conv1 has biases, so a blank image
+      gives a small positive response; anything up to it (plus a margin of 2 % of the filter's
+      range) is "no signal", z.
+    - t2, t3, t4 = the 40 / 70 / 90 % quantiles of the filter's activations above t1, so the
+      signal splits l 40 %, m 30 %, h 20 %, v 10 % over the reference set.
+    - A filter with no activation above t1 gets t1 = t2 = t3 = t4 (every cell is z).
+    """
+    acts = np.asarray(activations, dtype=np.float64)
+    if acts.ndim != 4 or acts.shape[1:] != (N_FILTERS, 14, 14):
+        raise ValueError(f"activations must be [n, 8, 14, 14], got {list(acts.shape)}")
+    if len(acts) == 0:
+        raise ValueError("calibration needs at least one reference sample")
+    blank = np.asarray(blank_response, dtype=np.float64)
+    if blank.shape == (N_FILTERS, 14, 14):
+        blank = blank.reshape(N_FILTERS, -1).max(axis=1)
+    if blank.shape != (N_FILTERS,):
+        raise ValueError(f"blank_response must be [8] or [8, 14, 14], got {list(blank.shape)}")
+    q = np.asarray(quantiles, dtype=np.float64)
+    if q.shape != (3,) or not (np.all(np.diff(q) >= 0) and 0 <= q[0] and q[-1] <= 1):
+        raise ValueError(f"quantiles must be three non-decreasing numbers in [0, 1], got {quantiles}")
+    if not (np.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+
+    rows = []
+    for f in range(N_FILTERS):
+        x = acts[:, f].ravel()
+        positive = x[x > 0]
+        scale = float(np.quantile(positive, 0.99)) if positive.size else 0.0
+        t1 = max(float(blank[f]), 0.0) + margin * scale
+        signal = x[x > t1]
+        upper = np.quantile(signal, q) if signal.size else np.full(3, t1)
+        # Quantiles of values > t1 are already ≥ t1 and sorted; accumulate guards float ties.
+        rows.append(np.maximum.accumulate(np.concatenate([[t1], upper])))
+    notes = (
+        f"t1 = blank response + {margin:g} x p99; t2..t4 = {', '.join(f'{v:.0%}' for v in q)} quantiles "
+        f"of activations above t1 over {len(acts)} reference samples"
+    )
+    return ThresholdSet(name=name, thresholds=np.array(rows), notes=notes)
+
+
+def bin_occupancy(bins: np.ndarray) -> np.ndarray:
+    """Share of cells in each bin z, l, m, h, v per filter: int bins [n, 8, 14, 14] → float [8, 5].
+
+    Each row sums to 1. Accepts one sample [8, 14, 14] too.
+    """
+    b = np.asarray(bins)
+    if b.ndim == 3:
+        b = b[None]
+    if b.ndim != 4 or b.shape[1] != N_FILTERS:
+        raise ValueError(f"bins must be [n, 8, 14, 14], got {list(b.shape)}")
+    if b.size == 0:
+        raise ValueError("bin_occupancy needs at least one sample")
+    per_filter = np.moveaxis(b, 1, 0).reshape(N_FILTERS, -1).astype(np.int64)
+    if per_filter.min() < 0 or per_filter.max() >= N_BINS:
+        raise ValueError(f"bins must lie in 0..{N_BINS - 1}")
+    counts = np.stack([np.bincount(row, minlength=N_BINS) for row in per_filter])
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def resolve_threshold_set(spec: str | None, db_path: Path) -> ThresholdSet:
+    """A ThresholdSet from a JSON file, a set's name in the store, or (None) the store's default."""
+    if spec and Path(spec).exists():
+        return ThresholdSet.load(Path(spec))
+    from interp.store.db import Store
+
+    record = Store(db_path).get_threshold_set(spec)
+    if record is None:
+        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
+    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)

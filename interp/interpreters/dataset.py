@@ -1,0 +1,184 @@
+"""§3.1–3.2: D_prep = shuffle(D_synth ∪ D_mnist) → D_interpret = (p, c(a), l), written as JSONL splits.
+
+A dataset folder holds ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` (one row per sample:
+prompt, completion, description, counts, source, index, encoding) and ``manifest.json``
+(config, threshold set, content hash, sizes). The hash covers the rows, so two builds with
+the same inputs have the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How D_interpret is built."""
+
+    name: str = "default"
+    """Folder name under data/datasets/."""
+    n_synthetic: int = 15000
+    """Synthetic images (the paper: 15,000)."""
+    seed: int = 0
+    """Seeds the shape generator, the shuffle and the split."""
+    threshold_set: str | None = None
+    """Threshold set name in the store, or a JSON file; default: the store's default set."""
+    encoder: str = "paper"
+    """Encoding of the activations (see `python -m interp encode --help` for the registry)."""
+    val_share: float = 0.05
+    """Share of samples for validation."""
+    test_share: float = 0.05
+    """Share of samples held out for testing."""
+    include_mnist: bool = True
+    """Add the human-annotated MNIST images from the store (D_mnist)."""
+
+    def __post_init__(self) -> None:
+        if self.n_synthetic < 0:
+            raise ValueError("n_synthetic must be ≥ 0")
+        if not (0 <= self.val_share < 1 and 0 <= self.test_share < 1 and self.val_share + self.test_share < 1):
+            raise ValueError("val_share and test_share must be in [0, 1) and sum below 1")
+        if not self.name or "/" in self.name:
+            raise ValueError("name must be a plain folder name")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images with their shape counts: ``images`` uint8 [n,28,28], ``counts`` int [n, len(SHAPES)]."""
+
+    images: np.ndarray
+    counts: np.ndarray
+    source: list[str]
+    index: np.ndarray
+
+
+def synthetic_images(n: int, seed: int) -> LabelledImages:
+    """D_synth: generated shape images, counts padded to the full vocabulary (crossing = 0)."""
+    from interp.data.shapes import generate_shapes
+    from interp.language import SHAPES
+
+    batch = generate_shapes(n, seed)
+    counts = np.zeros((n, len(SHAPES)), np.int64)
+    counts[:, : batch.counts.shape[1]] = batch.counts
+    return LabelledImages(batch.images, counts, ["synthetic"] * n, np.arange(n))
+
+
+def annotated_mnist(annotations: list[dict], test_images: np.ndarray) -> LabelledImages:
+    """D_mnist: one row per annotated MNIST test image (the newest annotation wins)."""
+    from interp.language import counts_to_vector
+
+    newest: dict[int, dict] = {}
+    for a in annotations:
+        newest[int(a["image_index"])] = a
+    idx = np.array(sorted(newest), dtype=np.int64)
+    counts = np.array([counts_to_vector(newest[i]["counts"]) for i in idx], np.int64).reshape(len(idx), -1)
+    return LabelledImages(test_images[idx], counts, ["mnist"] * len(idx), idx)
+
+
+def encode_images(model, images: np.ndarray, thresholds: np.ndarray, encoder: str) -> list[str]:
+    """Images uint8 [n,28,28] → c(a) strings through the target's conv1."""
+    from interp.encoding.encoders import bin_activations, get_encoder
+    from interp.target.activations import capture_conv1
+
+    bins = bin_activations(capture_conv1(model, images), thresholds)
+    return get_encoder(encoder).encode_batch(bins)
+
+
+def make_rows(data: LabelledImages, encodings: list[str], encoder: str) -> list[dict]:
+    """(p, c(a), l) rows for a trainer: prompt + completion, plus what evaluation needs."""
+    from interp.interpreters.prompt import build_training_text
+    from interp.language import counts_from_vector, format_description
+
+    rows = []
+    for i, enc in enumerate(encodings):
+        counts = counts_from_vector(data.counts[i])
+        description = format_description(counts)
+        prompt, completion = build_training_text(enc, description, encoder)
+        rows.append({"source": data.source[i], "index": int(data.index[i]), "counts": counts,
+                     "description": description, "encoding": enc, "prompt": prompt, "completion": completion})
+    return rows
+
+
+def split_rows(rows: list[dict], cfg: DatasetConfig) -> dict[str, list[dict]]:
+    """Shuffle (D_prep) and cut into train / val / test, seeded."""
+    order = np.random.default_rng(cfg.seed).permutation(len(rows))
+    n_val, n_test = int(round(len(rows) * cfg.val_share)), int(round(len(rows) * cfg.test_share))
+    cuts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    return {name: [rows[i] for i in cuts[name]] for name in SPLITS}
+
+
+def write_dataset(splits: dict[str, list[dict]], out: Path, manifest: dict) -> dict:
+    """Write the JSONL splits and a manifest whose ``hash`` covers every row."""
+    out.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        lines = [json.dumps(r, sort_keys=True) for r in splits[name]]
+        text = "\n".join(lines) + ("\n" if lines else "")
+        digest.update(name.encode() + text.encode())
+        (out / f"{name}.jsonl").write_text(text)
+    manifest = {**manifest, "hash": digest.hexdigest()[:16], **{f"n_{k}": len(v) for k, v in splits.items()}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def build_dataset(cfg: DatasetConfig, model, thresholds, annotations: list[dict], mnist_test: np.ndarray,
+                  out: Path) -> dict:
+    """Generate, encode, shuffle, split and write; returns the manifest. ``thresholds`` is a ThresholdSet."""
+    parts = [synthetic_images(cfg.n_synthetic, cfg.seed)]
+    if cfg.include_mnist and annotations:
+        parts.append(annotated_mnist(annotations, mnist_test))
+    rows = []
+    for part in parts:
+        if len(part.images):
+            rows += make_rows(part, encode_images(model, part.images, thresholds.as_array(), cfg.encoder),
+                              cfg.encoder)
+    manifest = {"config": cfg.to_dict(), "threshold_set": thresholds.to_dict(), "encoder": cfg.encoder,
+                "n_synthetic": cfg.n_synthetic, "n_mnist": sum(r["source"] == "mnist" for r in rows)}
+    return write_dataset(split_rows(rows, cfg), out, manifest)
+
+
+def token_stats(dataset_dir: Path, tokenizer, split: str = "train", limit: int = 300) -> dict:
+    """Tokens per sample (whole text, and the encoding alone) for a tokenizer, over the first rows."""
+    rows = []
+    with open(dataset_dir / f"{split}.jsonl") as fh:
+        for line in fh:
+            rows.append(json.loads(line))
+            if len(rows) >= limit:
+                break
+    whole = np.array([len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"])
+                      for r in rows])
+    enc = np.array([len(tokenizer(r["encoding"], add_special_tokens=False)["input_ids"]) for r in rows])
+    return {"n": len(rows), "tokens_mean": float(whole.mean()), "tokens_max": int(whole.max()),
+            "encoding_tokens_mean": float(enc.mean()), "encoding_tokens_max": int(enc.max())}
+
+
+def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
+    """Build with the project's target, store and MNIST; register the result in the store."""
+    from interp.data.mnist import load_mnist
+    from interp.encoding.thresholds import resolve_threshold_set
+    from interp.store.db import Store
+    from interp.target.cnn import load_target
+
+    store = Store(paths.db_path)
+    thresholds = resolve_threshold_set(cfg.threshold_set, paths.db_path)
+    annotations = store.list_annotations(image_source="mnist").to_dict("records") if cfg.include_mnist else []
+    out = paths.datasets_dir / cfg.name
+    manifest = build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations,
+                             load_mnist(paths.data_dir).test.images, out)
+    store.register_dataset(manifest["hash"], cfg.name, str(out), thresholds.name, cfg.encoder,
+                           manifest["n_train"], manifest["n_val"], manifest["n_test"], manifest)
+    return manifest

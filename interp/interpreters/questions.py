@@ -1,0 +1,166 @@
+"""Grounded questions about an image's shapes, with answers computed from its counts.
+
+The reader is trained on these besides the description (§4.2 asks the interpreter free questions;
+here every answer follows from the counts, so it can be checked). Rules, stated in the answers:
+
+- curves = ellipses + corners (a corner is a bent stroke; lines and checkerboards are straight);
+- straight lines = diagonals + anti-diagonals + verticals + horizontals.
+
+`answer_count` reads the number an answer gives for its question, so held-out answers are scored
+(`score_answers`) the way descriptions are: against the truth, never by eye.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from interp.interpreters.prompt import PRESET_QUESTIONS, build_question
+from interp.language import PLURALS, SHAPES, counts_from_vector, format_description
+
+CURVES = ("ellipse", "corner")
+"""Shape types that count as curves."""
+LINES = ("diagonal", "anti-diagonal", "vertical", "horizontal")
+"""Shape types that count as straight lines."""
+QUESTION_KINDS = ("count", "exists", "curves", "lines", "total", "origin")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question about an image: its text, what it asks about, and the answer its counts give."""
+
+    kind: str
+    """One of QUESTION_KINDS."""
+    text: str
+    answer: str
+    shape: str | None = None
+    """The shape type asked about (kinds 'count' and 'exists')."""
+    truth: int | None = None
+    """The count the answer states (for 'exists': 1 yes, 0 no); None for 'origin'."""
+
+
+def _noun(name: str, n: int) -> str:
+    return name if n == 1 else PLURALS[name]
+
+
+def _sum_answer(counts: Mapping[str, int], names: Sequence[str], rule: str, noun: str) -> str:
+    parts = [f"{counts.get(s, 0)} {_noun(s, counts.get(s, 0))}" for s in names if counts.get(s, 0)]
+    total = sum(counts.get(s, 0) for s in names)
+    plural = noun if total == 1 else noun + "s"
+    if not parts:
+        return f"{rule}: there are none, so 0 {noun}s."
+    return f"{rule}: {' + '.join(parts)} = {total} {plural}."
+
+
+def make_question(kind: str, counts: Mapping[str, int], shape: str | None = None, variant: int = 0) -> Question:
+    """The question of ``kind`` (about ``shape`` where it takes one) and its answer from ``counts``."""
+    if kind == "count":
+        n = counts.get(shape, 0)
+        text = (f"How many {PLURALS[shape]} are there?", f"How many {PLURALS[shape]} are in the image?")[variant % 2]
+        return Question(kind, text, f"{n} {_noun(shape, n)}.", shape, n)
+    if kind == "exists":
+        n = counts.get(shape, 0)
+        article = "an" if shape[0] in "aeiou" else "a"
+        answer = f"Yes, {n} {_noun(shape, n)}." if n else f"No, there is no {shape}."
+        return Question(kind, f"Is there {article} {shape} in the image?", answer, shape, int(n > 0))
+    if kind == "curves":
+        text = ("How many curves are in the image?", PRESET_QUESTIONS["curves"])[variant % 2]
+        answer = _sum_answer(counts, CURVES, "Curves are ellipses and corners", "curve")
+        return Question(kind, text, answer, None, sum(counts.get(s, 0) for s in CURVES))
+    if kind == "lines":
+        answer = _sum_answer(counts, LINES, "Straight lines are diagonals, anti-diagonals, verticals and horizontals",
+                             "straight line")
+        return Question(kind, "How many straight lines are in the image?", answer, None,
+                        sum(counts.get(s, 0) for s in LINES))
+    canonical = {s: counts.get(s, 0) for s in SHAPES}  # descriptions list shapes in L's order
+    if kind == "total":
+        return Question(kind, "How many shapes are in the image?",
+                        format_description(canonical).replace("Image with ", "", 1) + ".", None, sum(canonical.values()))
+    if kind == "origin":
+        return Question(kind, PRESET_QUESTIONS["origin"],
+                        f"From a 28x28 image: {format_description(canonical)}.", None, None)
+    raise ValueError(f"unknown question kind {kind!r}; choose one of {QUESTION_KINDS}")
+
+
+def sample_questions(counts: Mapping[str, int], rng: np.random.Generator, k: int = 1) -> list[Question]:
+    """``k`` random questions about ``counts``: half about one shape type (present or not), half about groups."""
+    out = []
+    present = [s for s in SHAPES if counts.get(s, 0)]
+    for _ in range(k):
+        kind = str(rng.choice(("count", "count", "exists", "curves", "lines", "total", "origin"),
+                              p=(0.25, 0.1, 0.15, 0.2, 0.15, 0.1, 0.05)))
+        shape = _pick_shape(present, rng) if kind in ("count", "exists") else None
+        out.append(make_question(kind, counts, shape, int(rng.integers(2))))
+    return out
+
+
+def _pick_shape(present: Sequence[str], rng: np.random.Generator) -> str:
+    """A shape type to ask about: one in the image half the time (when there is one), else any of S."""
+    return str(rng.choice(present)) if present and rng.random() < 0.5 else str(rng.choice(SHAPES[:7]))
+
+
+_NUMBER_BEFORE = r"(\d{1,3})\s+{noun}\b"
+
+
+def answer_count(question: Question, answer: str) -> int | None:
+    """The number ``answer`` gives for ``question`` (yes/no as 1/0); None when it gives none."""
+    text = answer.strip()
+    if question.kind == "exists":
+        head = text.lower()
+        return 1 if head.startswith("yes") else 0 if head.startswith("no") else None
+    nouns = {"count": (question.shape, PLURALS.get(question.shape or "", "")), "curves": ("curves", "curve"),
+             "lines": ("straight lines", "straight line"), "total": ("shapes", "shape")}.get(question.kind)
+    if nouns is None:
+        return None
+    for noun in nouns:
+        found = re.findall(_NUMBER_BEFORE.replace("{noun}", re.escape(noun)), text, flags=re.IGNORECASE)
+        if found:
+            return int(found[-1])  # the last: "1 ellipse + 2 corners = 3 curves" states the total last
+    return None
+
+
+def score_answers(questions: Sequence[Question], answers: Sequence[str]) -> dict:
+    """Accuracy of the numbers the answers give, overall and per kind ('origin' questions are not scored)."""
+    if len(questions) != len(answers):
+        raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
+    per_kind: dict[str, list[bool]] = {}
+    for q, a in zip(questions, answers, strict=True):
+        if q.truth is None:
+            continue
+        per_kind.setdefault(q.kind, []).append(answer_count(q, a) == q.truth)
+    every = [ok for oks in per_kind.values() for ok in oks]
+    return {"n": len(every), "accuracy": float(np.mean(every)) if every else None,
+            "by_kind": {k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(per_kind.items())}}
+
+
+SCORED_KINDS = ("count", "exists", "curves", "lines", "total")
+"""The question kinds with a number for an answer: the held-out QA accuracy covers these."""
+
+
+def eval_questions(counts: np.ndarray, seed: int = 0) -> list[Question]:
+    """One question per image, kinds in turn (SCORED_KINDS), the shape asked about drawn seeded
+    (a present one half the time); ``counts`` int [n, 8] in SHAPES order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, vec in enumerate(np.asarray(counts)):
+        c = counts_from_vector(vec)
+        kind = SCORED_KINDS[i % len(SCORED_KINDS)]
+        present = [s for s in SHAPES if c.get(s, 0)]
+        shape = _pick_shape(present, rng) if kind in ("count", "exists") else None
+        out.append(make_question(kind, c, shape, int(rng.integers(2))))
+    return out
+
+
+def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Question], batch_size: int = 25) -> list[str]:
+    """The interpreter's answers: batched where it offers `answer_questions`, else one streamed answer each."""
+    if hasattr(interpreter, "answer_questions"):
+        out: list[str] = []
+        for i in range(0, len(encodings), batch_size):
+            out += interpreter.answer_questions(list(encodings[i : i + batch_size]),
+                                                [q.text for q in questions[i : i + batch_size]])
+        return out
+    return ["".join(interpreter.stream(build_question(e, q.text, interpreter.encoder), max_new_tokens=64)).strip()
+            for e, q in zip(encodings, questions, strict=True)]

@@ -1,0 +1,53 @@
+"""Capture the target's conv1 activations (after ReLU and max-pool) with a scoped hook."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.target.cnn import TargetCNN, to_input
+
+
+@contextmanager
+def hooked(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record ``module``'s outputs while the block runs; the hook is removed in ``finally``."""
+    outputs: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def capture_conv1(model: TargetCNN, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """uint8 images [batch, 28, 28] → conv1 activations float32 [batch, 8, 14, 14] (≥ 0).
+
+    Only conv1 is needed, but we run the model's own forward so that the captured tensor
+    is exactly what the target computes (§3.2: A_j = T(x_j)[Conv1]).
+    """
+    model.eval()
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    with hooked(model.conv1) as outputs:
+        for i in range(0, len(images), batch_size):
+            model(to_input(images[i : i + batch_size]))
+    chunks = [o.numpy() for o in outputs]
+    if not chunks:
+        return np.zeros((0, 8, 14, 14), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def image_activations(model: TargetCNN, image: np.ndarray) -> np.ndarray:
+    """One uint8 [28, 28] image → float32 [8, 14, 14]."""
+    return capture_conv1(model, np.asarray(image)[None])[0]
+
+
+def blank_response(model: TargetCNN) -> np.ndarray:
+    """Each filter's largest activation on an all-black image, float [8] (biases make it > 0)."""
+    return image_activations(model, np.zeros((28, 28), np.uint8)).reshape(8, -1).max(1)

@@ -1,0 +1,24 @@
+"""The home page's stage status: what is in place and the command that fixes what is not."""
+
+from __future__ import annotations
+
+from interp.status import pipeline_status
+from interp.store.db import Store
+
+
+def test_status_names_the_fix_and_counts_runs_and_jobs(paths) -> None:
+    stages = {s.stage: s for s in pipeline_status(paths)}
+    assert not stages["MNIST"].ready and "python -m interp setup" in stages["MNIST"].detail
+    assert stages["Target CNN"].ready  # the committed checkpoint
+    assert not stages["Encoding"].ready and "python -m interp setup" in stages["Encoding"].detail
+
+    from interp.bootstrap import ensure_store
+
+    list(ensure_store(paths))
+    store = Store(paths.db_path)
+    store.upsert_run("r1", "finetune", "smollm2-135m", {}, "succeeded", None)
+    store.upsert_job("j1", "r1", "local", {}, "running")
+    store.upsert_job("j2", "r1", "local", {}, "failed")
+    stages = {s.stage: s for s in pipeline_status(paths)}
+    assert stages["Encoding"].ready and "default" in stages["Encoding"].detail
+    assert stages["Interpreter"].detail == "1 fine-tuning run(s) registered; 2 job(s), 1 queued or running"
