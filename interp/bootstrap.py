@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from interp.data.mnist import load_mnist
+from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters.models import fetch_model
 from interp.settings import Paths
+from interp.store.db import Store
+from interp.target.cnn import WEIGHTS_FILE, TargetConfig, save_target, train_target
 
 DEFAULT_MODEL = "smollm2-135m"
 
 
 def ensure_all(paths: Paths, fetch_models: bool = True) -> Iterator[str]:
     """Yield one line per step: MNIST, target CNN, store, default thresholds, offline LLM."""
-    from interp.data.mnist import load_mnist
-    from interp.target.cnn import WEIGHTS_FILE, TargetConfig, save_target, train_target
 
     data = load_mnist(paths.data_dir)
     yield f"MNIST: {len(data.train)} train / {len(data.test)} test images from '{data.source}'"
@@ -27,15 +30,12 @@ def ensure_all(paths: Paths, fetch_models: bool = True) -> Iterator[str]:
     yield from ensure_store(paths)
 
     if fetch_models:
-        from interp.interpreters.models import fetch_model
 
         yield f"LLM '{DEFAULT_MODEL}': {fetch_model(DEFAULT_MODEL, paths.models_dir)}"
 
 
 def ensure_store(paths: Paths) -> Iterator[str]:
     """Create the store's schema and make the committed default threshold set its default."""
-    from interp.encoding.thresholds import ThresholdSet
-    from interp.store.db import Store
 
     store = Store(paths.db_path)
     if store.get_threshold_set() is None:

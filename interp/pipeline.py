@@ -1,15 +1,19 @@
-"""One image through the whole exploration pipeline: prediction, conv1 activations, bins, encoding.
+"""The one place an image becomes activations, bins, an encoding and a description.
 
-This is what the app's pages call for the current image (drawn, uploaded, MNIST or generated):
-one forward pass of the target gives both the class probabilities and, through the scoped conv1
-hook, the activations A = T(x)[Conv1] (§3.2) that the encoder c turns into text.
+    image ─target CNN─> conv1 activations [8, 14, 14] ─thresholds─> bins ─encoder─> c(a) ─interpreter─> text
+                                                                                     └─language─> counts
+
+`analyze_image` (one image, with the target's prediction: the app's pages), `encode_images` (a batch:
+datasets, evaluation sets), `describe_image` (one image to a parsed description: Labeling, the CLI) and
+`thresholds_for` (which thresholds an interpreter reads with) are what every caller uses; the stages
+themselves live in interp.target, interp.encoding, interp.interpreters and interp.language.
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +24,8 @@ from torch.nn import functional as F
 
 from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, get_encoder
 from interp.encoding.thresholds import ThresholdSet
-from interp.target.activations import hooked
+from interp.language import parse_description
+from interp.target.activations import capture_conv1, hooked
 from interp.target.cnn import TargetCNN, to_input
 
 
@@ -98,6 +103,54 @@ def analyze_image(
         encoder=encoder,
         n_chars=len(text),
     )
+
+
+def encode_image(model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet | np.ndarray,
+                 encoder: str = DEFAULT_ENCODER) -> str:
+    """c(a) of one uint8 [28, 28] image (`analyze_image`'s encoding)."""
+    return analyze_image(model, image, thresholds, encoder).encoding
+
+
+def encode_images(model: TargetCNN, images: np.ndarray, thresholds: ThresholdSet | np.ndarray,
+                  encoder: str = DEFAULT_ENCODER) -> list[str]:
+    """uint8 images [n, 28, 28] → one c(a) each, batched through the target (datasets, evaluation sets)."""
+    enc = get_encoder(encoder)
+    return enc.encode_batch(bin_activations(capture_conv1(model, images), thresholds))
+
+
+def thresholds_for(own: ThresholdSet | Mapping | None,
+                   fallback: ThresholdSet | Callable[[], ThresholdSet]) -> ThresholdSet:
+    """The thresholds an interpreter reads with: its own (those its training data used; a dict is read
+    too), else ``fallback`` (the app's active set, the store's default; a callable is called only then)."""
+    if isinstance(own, ThresholdSet):
+        return own
+    if isinstance(own, Mapping):
+        return ThresholdSet.from_dict(dict(own))
+    return fallback() if callable(fallback) else fallback
+
+
+@dataclass(frozen=True)
+class Description:
+    """What an interpreter said about one image, and how it reads."""
+
+    encoding: str
+    """c(a) the interpreter was given."""
+    thresholds: str
+    """Name of the threshold set that binned the activations."""
+    text: str
+    """The interpreter's raw output."""
+    counts: dict[str, int]
+    """Count per shape type read from ``text`` (`parse_description`: zeros where it names none)."""
+    well_formed: bool
+    """``text`` is exactly the structured language's canonical form."""
+
+
+def describe_image(interpreter: Any, model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet) -> Description:
+    """One uint8 [28, 28] image → the interpreter's parsed description, encoded with its own encoder."""
+    encoding = encode_image(model, image, thresholds, interpreter.encoder)
+    text = interpreter.describe([encoding])[0]
+    parsed = parse_description(text)
+    return Description(encoding, thresholds.name, text, parsed.counts, parsed.well_formed)
 
 
 def count_tokens(text: str, tokenizer: Any | None) -> int | None:

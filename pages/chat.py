@@ -7,6 +7,7 @@ import streamlit as st
 from interp.data.shapes import generate_shapes
 from interp.interpreters import chat
 from interp.interpreters.prompt import PRESET_QUESTIONS
+from interp.pipeline import encode_image, thresholds_for
 from pages.common import (
     active_threshold_set,
     current_image,
@@ -113,8 +114,8 @@ with right:
 if saved is not None and saved.model == spec and saved.encoding:
     encoding, threshold_name = saved.encoding, saved.threshold_set  # exactly what the conversation used
 else:
-    thresholds = choice.thresholds or active_threshold_set()
-    encoding, threshold_name = chat.encode_image(target_model(), ref.pixels, thresholds, choice.encoder), thresholds.name
+    thresholds = thresholds_for(choice.thresholds, active_threshold_set)
+    encoding, threshold_name = encode_image(target_model(), ref.pixels, thresholds, choice.encoder), thresholds.name
 targets = [spec] + ([choice.base_spec] if both else [])
 keys = {s: chat.thread_key(s, encoding) for s in targets}
 loaded = {s: chat.load_thread(db, threads[keys[s]]) if keys[s] in threads else None for s in targets}

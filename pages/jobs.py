@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from interp.catalog import dataset_folders
 from interp.evaluation.evaluate import EVAL_SETS
-from interp.interpreters.finetune import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
 from interp.interpreters.presets import get_preset, list_presets
+from interp.interpreters.training import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
 from interp.jobs import control as jobs
+from interp.jobs.spec import EvaluateJobConfig, JobSpec
 from pages.common import paths, store
 from pages.figures import loss_curve
 
@@ -35,15 +37,13 @@ def slug(text: str) -> str:
 
 
 def dataset_names() -> list[str]:
-    root = paths().datasets_dir
-    found = sorted(p.name for p in root.iterdir() if (p / "train.jsonl").exists()) if root.is_dir() else []
-    return found
+    return [p.name for p in dataset_folders(paths().datasets_dir)]
 
 
 def submit(spec_kwargs: dict) -> None:
     """Validate, submit, and say so; a bad field or an unreachable cluster is an error box, not a crash."""
     try:
-        job_id = jobs.submit(jobs.JobSpec(**spec_kwargs), paths(), store())
+        job_id = jobs.submit(JobSpec(**spec_kwargs), paths(), store())
     except (ValueError, OSError) as exc:
         st.error(f"Not submitted: {exc}")
         return
@@ -57,6 +57,7 @@ st.caption("Fine-tune an interpreter with LoRA / QLoRA (§3.3) as a job: on this
            "right after the app restarts (a job whose process died is marked failed with its last log lines).")
 
 INTERPRETER_LABELS = {"text": "text", "reader": "activation reader"}
+CONFIG = FinetuneConfig(dataset="", out="")  # the form starts at the CLI's defaults: one source for both
 
 # --- a new job --------------------------------------------------------------------------------
 datasets = dataset_names()
@@ -94,7 +95,7 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
                                 help="The run folder (runs/NAME) and its id in the store; a name that has "
                                      "checkpoints resumes from them.")
             max_steps = c.number_input("Max steps", min_value=1, value=100, step=10, key="jobs_steps")
-            a, b, c, d = st.columns(4)
+            a, b, c, d, e = st.columns(5)
             lr = a.number_input("Learning rate", min_value=1e-7, max_value=1.0, value=float(defaults["learning_rate"]),
                                 format="%.2e", key=f"jobs_lr_{preset_name}_{kind}",
                                 help="The preset's default (the paper: 2e-3 Mistral-7B, 2.5e-5 Mixtral-8x7B); "
@@ -104,12 +105,15 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
                                    help="The paper: 4 Mistral-7B, 2 Mixtral-8x7B; the reader: 16.")
             accum = c.number_input("Gradient accumulation", min_value=1,
                                    value=int(preset.gradient_accumulation_steps), key=f"jobs_accum_{preset_name}")
-            lora_r = d.number_input("LoRA rank", min_value=1, value=16, key="jobs_lora_r")
+            lora_r = d.number_input("LoRA rank", min_value=1, value=CONFIG.lora_r, key="jobs_lora_r")
+            lora_alpha = e.number_input("LoRA alpha", min_value=1, value=CONFIG.lora_alpha, key="jobs_lora_alpha",
+                                        help="LoRA scaling numerator (the update is scaled by alpha / rank).")
             a, b, c, d = st.columns(4)
-            loss_on = a.selectbox("Loss on", LOSS_ON, key="jobs_loss_on",
+            loss_on = a.selectbox("Loss on", LOSS_ON, index=LOSS_ON.index(CONFIG.loss_on), key="jobs_loss_on",
                                   help="'all' as the paper; 'completion': the description only.")
-            eval_steps = b.number_input("Validate every", min_value=0, value=50, key="jobs_eval_steps")
-            save_steps = c.number_input("Checkpoint every", min_value=1, value=25, key="jobs_save_steps")
+            eval_steps = b.number_input("Validate every", min_value=0, value=CONFIG.eval_steps, key="jobs_eval_steps")
+            save_steps = c.number_input("Checkpoint every", min_value=1, value=CONFIG.save_steps,
+                                        key="jobs_save_steps")
             max_train = d.number_input("Training samples (0: all)", min_value=0, value=0, key="jobs_max_train")
             ray_fields = {}
             if backend == "ray":
@@ -133,7 +137,7 @@ with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
                 cfg = FinetuneConfig(dataset=dataset, out="", preset=preset_name, max_steps=int(max_steps),
                                      interpreter=kind,
                                      learning_rate=float(lr), batch_size=int(batch), grad_accum=int(accum),
-                                     lora_r=int(lora_r), lora_alpha=2 * int(lora_r), loss_on=loss_on,
+                                     lora_r=int(lora_r), lora_alpha=int(lora_alpha), loss_on=loss_on,
                                      eval_steps=int(eval_steps), save_steps=int(save_steps),
                                      max_train_samples=int(max_train) or None)
                 submit({"kind": "finetune", "name": name.strip(), "finetune": cfg, "backend": backend,
@@ -193,8 +197,8 @@ def job_detail(v) -> None:
         if c3.button("Evaluate this run", key=f"jobs_eval_{v.id}",
                      help="Queues an evaluation job; its Table 1 metrics appear on the Compare page."):
             submit({"kind": "evaluate", "name": f"{v.spec.name}-{eval_set}",
-                    "evaluate": jobs.EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n),
-                                                       questions=questions),
+                    "evaluate": EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n),
+                                                  questions=questions),
                     "backend": v.backend, "address": v.spec.address, "storage": v.spec.storage,
                     "remote_data_dir": v.spec.remote_data_dir, "num_gpus": v.spec.num_gpus})
         st.page_link("pages/chat.py", label="Chat with this interpreter", icon="💬")

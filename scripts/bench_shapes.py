@@ -10,17 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from interp.data.shapes import generate_shapes  # noqa: E402
-from interp.language import SYNTH_SHAPES  # noqa: E402
+from interp.data.shapes import generate_shapes
+from interp.language import SYNTH_SHAPES
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,14 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# 2b. The project itself, editable (imports from any folder, the `n2w` command); deps come from step 2.
+pkg_stamp="$VENV/.package.$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$pkg_stamp" ]; then
+  say "installing the project (pip install -e .)"
+  "$VENV/bin/pip" install -q --no-deps -e .
+  touch "$pkg_stamp"
+fi
+
 # 3. Browser for the UI tests: Debian's chromium (Playwright drives /usr/bin/chromium).
 if [ "${DEV:-0}" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   say "installing chromium for browser tests"

@@ -1,4 +1,4 @@
-"""interp.pipeline: one image → prediction, conv1 activations, bins and encoding."""
+"""interp.pipeline: one image → prediction, conv1 activations, bins, encoding and description."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import torch
 from interp.data.images import ImageError, prepare_drawing
 from interp.encoding.encoders import LETTERS, encode_activations, list_encoders
 from interp.encoding.thresholds import ThresholdSet
-from interp.pipeline import Analysis, analyze_image, count_tokens, next_example, to_npy_bytes
+from interp.interpreters.registry import FakeInterpreter
+from interp.pipeline import (
+    Analysis,
+    analyze_image,
+    count_tokens,
+    describe_image,
+    encode_image,
+    encode_images,
+    next_example,
+    thresholds_for,
+    to_npy_bytes,
+)
 from interp.settings import ROOT
 from interp.target.activations import image_activations
 from interp.target.cnn import TargetCNN, predict_proba
@@ -170,3 +181,42 @@ def test_single_thread_restores_the_thread_count(target_model, default_threshold
     with pytest.raises(RuntimeError), single_thread():
         raise RuntimeError("boom")
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("encoder", ["paper", "compact"])
+def test_one_image_and_the_batch_path_agree_with_the_stages(target_model, default_thresholds, mnist, encoder):
+    images = mnist.test.images[:5]
+    expected = [encode_activations(image_activations(target_model, im), default_thresholds, encoder)[0] for im in images]
+    assert encode_images(target_model, images, default_thresholds, encoder) == expected
+    assert [encode_image(target_model, im, default_thresholds, encoder) for im in images] == expected
+
+
+def test_thresholds_for_prefers_the_interpreters_own_set(default_thresholds):
+    own = ThresholdSet(name="own", thresholds=default_thresholds.as_array() * 2)
+    calls = []
+
+    def active():
+        calls.append(1)
+        return default_thresholds
+
+    assert thresholds_for(own, active) is own and not calls  # the fallback is not even computed
+    assert thresholds_for(own.to_dict(), active) == own
+    assert thresholds_for(None, active) is default_thresholds and calls == [1]
+    assert thresholds_for(None, default_thresholds) is default_thresholds
+
+
+def test_describe_image_encodes_with_the_interpreters_encoder_and_parses(target_model, default_thresholds, mnist):
+    seen = []
+
+    def reply(encoding: str) -> str:
+        seen.append(encoding)
+        return "Image with 2 shapes: 1 corner, 1 ellipse"
+
+    fake = FakeInterpreter(reply, encoder="compact")
+    said = describe_image(fake, target_model, mnist.test.images[0], default_thresholds)
+    assert seen == [encode_image(target_model, mnist.test.images[0], default_thresholds, "compact")]
+    assert said.encoding == seen[0] and said.thresholds == default_thresholds.name
+    assert said.text == "Image with 2 shapes: 1 corner, 1 ellipse" and said.well_formed
+    assert said.counts["corner"] == 1 and said.counts["ellipse"] == 1 and sum(said.counts.values()) == 2
+    garbled = describe_image(FakeInterpreter(lambda _: "hhhvz"), target_model, mnist.test.images[0], default_thresholds)
+    assert not garbled.well_formed and sum(garbled.counts.values()) == 0

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
-from interp.cli.main import EXTRA_PARSERS, command
+from interp.cli.registry import command
+from interp.configs import add_config_args, config_from_args
+from interp.interpreters.training import FinetuneConfig
+from interp.jobs import control as jobs
+from interp.jobs.spec import EvaluateJobConfig, JobSpec
 from interp.settings import Paths
 
 JOB_OPTIONS_SKIP = ("kind", "finetune", "evaluate")
 
 
 def _spec_options(args: argparse.Namespace) -> dict:
-    from dataclasses import fields
-
-    from interp.jobs.control import JobSpec
-
     return {f.name: getattr(args, f.name) for f in fields(JobSpec)
             if f.name not in JOB_OPTIONS_SKIP and hasattr(args, f.name)}
 
 
 def _submitted(job_id: str, args: argparse.Namespace, paths: Paths) -> int:
-    from interp.jobs import control as jobs
-
     print(f"submitted {job_id}")
     if not args.wait:
         return 0
@@ -33,29 +32,20 @@ def _submitted(job_id: str, args: argparse.Namespace, paths: Paths) -> int:
 
 @command("jobs finetune")
 def cmd_jobs_finetune(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.configs import config_from_args
-    from interp.interpreters.finetune import FinetuneConfig
-    from interp.jobs import control as jobs
-
     cfg = config_from_args(FinetuneConfig, args, out="")
-    spec = jobs.JobSpec(kind="finetune", finetune=cfg, **_spec_options(args))
+    spec = JobSpec(kind="finetune", finetune=cfg, **_spec_options(args))
     return _submitted(jobs.submit(spec, paths), args, paths)
 
 
 @command("jobs evaluate")
 def cmd_jobs_evaluate(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.configs import config_from_args
-    from interp.jobs import control as jobs
-
-    cfg = config_from_args(jobs.EvaluateJobConfig, args)
-    spec = jobs.JobSpec(kind="evaluate", evaluate=cfg, **_spec_options(args))
+    cfg = config_from_args(EvaluateJobConfig, args)
+    spec = JobSpec(kind="evaluate", evaluate=cfg, **_spec_options(args))
     return _submitted(jobs.submit(spec, paths), args, paths)
 
 
 @command("jobs list")
 def cmd_jobs_list(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.jobs import control as jobs
-
     views = jobs.list_views(paths)
     if not views:
         print("no jobs yet: `python -m interp jobs finetune --help`")
@@ -69,8 +59,6 @@ def cmd_jobs_list(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("jobs logs")
 def cmd_jobs_logs(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.jobs import control as jobs
-
     jobs.refresh(args.job, paths)
     print(jobs.logs(args.job, paths)[-args.chars:])
     return 0
@@ -78,8 +66,6 @@ def cmd_jobs_logs(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("jobs stop")
 def cmd_jobs_stop(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.jobs import control as jobs
-
     jobs.stop(args.job, paths)
     print(f"{args.job}: stopped")
     return 0
@@ -87,16 +73,11 @@ def cmd_jobs_stop(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("jobs resume")
 def cmd_jobs_resume(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.jobs import control as jobs
-
     return _submitted(jobs.resume(args.job, paths), args, paths)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from interp.configs import add_config_args
-    from interp.interpreters.finetune import FinetuneConfig
-    from interp.jobs.control import EvaluateJobConfig, JobSpec
-
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``jobs`` command group under the main parser's subcommands."""
     group = sub.add_parser("jobs", help="run fine-tuning / evaluation as jobs (local, or a Ray cluster)"
                            ).add_subparsers(dest="jobs_cmd", required=True, metavar="ACTION")
     p = group.add_parser("finetune", help="submit a fine-tuning job (runs/<name>, or <storage>/<name>)")
@@ -119,6 +100,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         if action == "resume":
             p.add_argument("--wait", action="store_true", help="follow the job until it ends")
         p.set_defaults(cmd=f"jobs {action}")
-
-
-EXTRA_PARSERS.append(register)

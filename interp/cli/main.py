@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from interp.bootstrap import ensure_all
+from interp.cli import jobs as cli_jobs
+from interp.cli.registry import COMMANDS, command
+from interp.configs import add_config_args, config_from_args
+from interp.data.images import prepare_upload
+from interp.data.mnist import load_mnist
+from interp.encoding.encoders import encode_activations, list_encoders
+from interp.encoding.reference import calibrate_default
+from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, evaluate_spec
+from interp.evaluation.metrics import main_metrics
+from interp.interpreters.baselines import run_majority, run_probe
+from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
+from interp.interpreters.finetune import finetune
+from interp.interpreters.models import fetch_model, is_fetched, load_tokenizer
+from interp.interpreters.presets import list_presets
+from interp.interpreters.probe import ProbeConfig
+from interp.interpreters.training import FinetuneConfig, resolve_dataset
+from interp.language import parse_description
+from interp.pipeline import encode_image
 from interp.settings import Paths
-
-COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {}
-
-
-def command(name: str) -> Callable:
-    def register(fn: Callable[[argparse.Namespace, Paths], int]) -> Callable:
-        COMMANDS[name] = fn
-        return fn
-    return register
+from interp.store.db import Store
+from interp.store.thresholds import resolve_threshold_set
+from interp.target.cnn import TargetConfig, evaluate_target, load_target, save_target, train_target
 
 
 def _print_json(obj: object) -> None:
@@ -28,7 +43,6 @@ def _print_json(obj: object) -> None:
 
 @command("setup")
 def cmd_setup(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.bootstrap import ensure_all
 
     for line in ensure_all(paths, fetch_models=not args.no_models):
         print(f"[setup] {line}")
@@ -37,7 +51,6 @@ def cmd_setup(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("mnist")
 def cmd_mnist(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.data.mnist import load_mnist
 
     data = load_mnist(paths.data_dir)
     _print_json({"source": data.source, "n_train": len(data.train), "n_test": len(data.test)})
@@ -48,9 +61,6 @@ def cmd_mnist(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("target train")
 def cmd_target_train(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.configs import config_from_args
-    from interp.data.mnist import load_mnist
-    from interp.target.cnn import TargetConfig, save_target, train_target
 
     cfg = config_from_args(TargetConfig, args)
     data = load_mnist(paths.data_dir)
@@ -64,8 +74,6 @@ def cmd_target_train(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("target eval")
 def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.data.mnist import load_mnist
-    from interp.target.cnn import evaluate_target, load_target
 
     data = load_mnist(paths.data_dir)
     model = load_target(Path(args.checkpoint) if args.checkpoint else paths.target_dir)
@@ -81,7 +89,6 @@ def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("parse")
 def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.language import parse_description
 
     parsed = parse_description(args.text)
     result = {"counts": parsed.counts, "total": parsed.total, "well_formed": parsed.well_formed}
@@ -95,38 +102,28 @@ def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("encode")
 def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
-    import numpy as np
 
-    from interp.encoding.encoders import encode_activations
 
     if (args.activations is None) == (args.image is None):
         raise ValueError("give exactly one of --activations A.npy or --image PNG")
-    if args.activations:
-        acts = np.load(args.activations, allow_pickle=False)
-    else:
-        from interp.data.images import prepare_upload
-        from interp.target.activations import image_activations
-        from interp.target.cnn import load_target
-
+    thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
+    if args.image:
         _, image = prepare_upload(Path(args.image).read_bytes())
-        acts = image_activations(load_target(paths.target_dir), image)
+        print(encode_image(load_target(paths.target_dir), image, thresholds, args.encoder))
+        return 0
+    acts = np.load(args.activations, allow_pickle=False)
     if acts.shape != (8, 14, 14):
         raise ValueError(f"activations must have shape [8, 14, 14], got {list(acts.shape)}")
-    from interp.encoding.thresholds import resolve_threshold_set
-
-    thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
-    print(encode_activations(acts, thresholds.as_array(), encoder=args.encoder)[0])
+    print(encode_activations(acts, thresholds, encoder=args.encoder)[0])
     return 0
 
 
 @command("thresholds calibrate")
 def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.encoding.reference import calibrate_default
 
     tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist)
     if args.json_out:
         tset.save(Path(args.json_out))
-    from interp.store.db import Store
 
     Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
                                             make_default=args.make_default)
@@ -139,7 +136,6 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("thresholds list")
 def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.store.db import Store
 
     df = Store(paths.db_path).list_threshold_sets()
     print(df[["name", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
@@ -150,8 +146,6 @@ def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("dataset build")
 def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.configs import config_from_args
-    from interp.interpreters.dataset import DatasetConfig, build_dataset_in
 
     cfg = config_from_args(DatasetConfig, args)
     manifest = build_dataset_in(paths, cfg)
@@ -163,9 +157,6 @@ def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("dataset stats")
 def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.interpreters.dataset import token_stats
-    from interp.interpreters.finetune import resolve_dataset
-    from interp.interpreters.models import load_tokenizer
 
     stats = token_stats(resolve_dataset(args.dataset, paths.datasets_dir),
                         load_tokenizer(args.tokenizer, paths.models_dir), limit=args.limit)
@@ -175,8 +166,6 @@ def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("models list")
 def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.interpreters.models import is_fetched
-    from interp.interpreters.presets import list_presets
 
     for p in list_presets():
         mark = "fetched" if is_fetched(p.name, paths.models_dir) else "-"
@@ -186,7 +175,6 @@ def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("models fetch")
 def cmd_models_fetch(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.interpreters.models import fetch_model
 
     print(f"{args.name}: {fetch_model(args.name, paths.models_dir)}")
     return 0
@@ -194,8 +182,6 @@ def cmd_models_fetch(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("finetune")
 def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.configs import config_from_args
-    from interp.interpreters.finetune import FinetuneConfig, finetune
 
     cfg = config_from_args(FinetuneConfig, args)
     result = finetune(cfg, paths.models_dir, paths.datasets_dir)
@@ -205,7 +191,6 @@ def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.evaluation.metrics import main_metrics
 
     result = main_metrics(Path(args.predictions))
     if args.json:
@@ -240,7 +225,6 @@ def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool)
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.evaluation.evaluate import evaluate_spec
 
     run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
                                     run_id=args.run_id, offset=args.offset, dataset=args.dataset,
@@ -251,7 +235,6 @@ def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("baseline majority")
 def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.interpreters.baselines import run_majority
 
     run_id, metrics = run_majority(paths, args.dataset, mode=args.mode, eval_set=args.set, n=args.n,
                                    offset=args.offset, run_id=args.run_id, progress=not args.json)
@@ -261,11 +244,7 @@ def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("baseline probe")
 def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
-    import os
 
-    from interp.configs import config_from_args
-    from interp.interpreters.baselines import run_probe
-    from interp.interpreters.probe import ProbeConfig
 
     os.nice(10)  # a side job: a fine-tuning run on the same CPU keeps priority
     cfg = config_from_args(ProbeConfig, args)
@@ -278,7 +257,6 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
-    from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS
 
     p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
@@ -288,8 +266,6 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from interp.configs import add_config_args
-    from interp.target.cnn import TargetConfig
 
     parser = argparse.ArgumentParser(prog="python -m interp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -318,7 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {counts, total, well_formed} as JSON")
     p.set_defaults(cmd="parse")
 
-    from interp.encoding.encoders import list_encoders
 
     p = sub.add_parser("encode", help="encode conv1 activations c(a) as text")
     p.add_argument("--activations", help="an .npy file holding a float [8, 14, 14] array")
@@ -339,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = th.add_parser("list", help="list the threshold sets in the store")
     p.set_defaults(cmd="thresholds list")
 
-    from interp.interpreters.dataset import DatasetConfig
-    from interp.interpreters.finetune import FinetuneConfig
 
     ds = sub.add_parser("dataset", help="build D_interpret and report its token counts").add_subparsers(
         dest="dataset_cmd", required=True, metavar="ACTION")
@@ -370,7 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
     p.set_defaults(cmd="metrics")
 
-    from interp.interpreters.probe import ProbeConfig
 
     p = sub.add_parser("evaluate", help="describe a held-out set with an interpreter, score and store (§4)")
     p.add_argument("--run", required=True, help="run folder, adapter folder, or base:PRESET (no fine-tuning)")
@@ -396,13 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
 
-    for register in EXTRA_PARSERS:
-        register(sub)
+    cli_jobs.add_parsers(sub)
     return parser
-
-
-# Later command groups append a function (subparsers) -> None here.
-EXTRA_PARSERS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,6 +380,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-from interp.cli import jobs as cli_jobs  # noqa: E402,F401  (registers the `jobs` commands)

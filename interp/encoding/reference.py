@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from interp.data.mnist import load_mnist
+from interp.data.shapes import generate_shapes
+from interp.encoding.encoders import bin_activations
+from interp.encoding.thresholds import bin_occupancy, calibrate_thresholds
 from interp.settings import Paths
+from interp.target.activations import blank_response, capture_conv1
+from interp.target.cnn import load_target
 
 REFERENCE_SEED = 12345
 """Disjoint from the dataset seeds so calibration never looks at training images."""
@@ -12,7 +18,6 @@ REFERENCE_SEED = 12345
 
 def reference_images(mnist_train: np.ndarray, n_synthetic: int, n_mnist: int, seed: int = REFERENCE_SEED) -> np.ndarray:
     """uint8 [n_synthetic + n_mnist, 28, 28]: generated shapes and a seeded sample of MNIST train."""
-    from interp.data.shapes import generate_shapes
 
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(mnist_train), size=min(n_mnist, len(mnist_train)), replace=False)
@@ -21,9 +26,6 @@ def reference_images(mnist_train: np.ndarray, n_synthetic: int, n_mnist: int, se
 
 def reference_activations(paths: Paths, n_synthetic: int = 1000, n_mnist: int = 1000) -> np.ndarray:
     """float32 [n, 8, 14, 14] for the reference images through the shipped target."""
-    from interp.data.mnist import load_mnist
-    from interp.target.activations import capture_conv1
-    from interp.target.cnn import load_target
 
     images = reference_images(load_mnist(paths.data_dir).train.images, n_synthetic, n_mnist)
     return capture_conv1(load_target(paths.target_dir), images)
@@ -31,10 +33,6 @@ def reference_activations(paths: Paths, n_synthetic: int = 1000, n_mnist: int = 
 
 def calibrate_default(paths: Paths, name: str = "calibrated", n_synthetic: int = 2000, n_mnist: int = 2000):
     """A calibrated ThresholdSet and its bin occupancy float [8, 5] on the reference set."""
-    from interp.encoding.encoders import bin_activations
-    from interp.encoding.thresholds import bin_occupancy, calibrate_thresholds
-    from interp.target.activations import blank_response
-    from interp.target.cnn import load_target
 
     acts = reference_activations(paths, n_synthetic, n_mnist)
     blank = blank_response(load_target(paths.target_dir))

@@ -8,7 +8,8 @@ for each individual filter". A ``ThresholdSet`` holds those 8 × 4 numbers; the 
     z if a ≤ t1,  l if t1 < a ≤ t2,  m if t2 < a ≤ t3,  h if t3 < a ≤ t4,  v if a > t4.
 
 With t1 = 0 that is the paper's rule "z if a ≤ 0". `calibrate_thresholds` documents our
-heuristic; a set is saved as JSON beside the runs that used it.
+heuristic; a set is saved as JSON beside the runs that used it, and in the store
+(`interp.store.thresholds`, which validates with `validate_thresholds` and resolves a set by name).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ Row = tuple[float, float, float, float]
 def validate_thresholds(thresholds: object) -> np.ndarray:
     """Check a [8, 4] table of t1..t4 per filter; return it as float64, or raise ValueError.
 
-    Rules: exactly 8 rows of 4 numbers, all finite, t1 ≥ 0 and t1 ≤ t2 ≤ t3 ≤ t4 per filter
-    (ties allowed: an empty bin is legal). Errors name the filter, e.g.
-    ``filter 3: thresholds must be non-decreasing (t2=0.5 > t3=0.4)``.
+    Rules: exactly 8 rows of 4 real numbers (not strings or booleans), all finite, t1 ≥ 0 and
+    t1 ≤ t2 ≤ t3 ≤ t4 per filter (ties allowed: an empty bin is legal). Errors name the filter,
+    e.g. ``filter 3: thresholds must be non-decreasing (t2=0.5 > t3=0.4)``.
     """
     try:
         arr = np.asarray(thresholds, dtype=np.float64)
@@ -47,6 +48,10 @@ def validate_thresholds(thresholds: object) -> np.ndarray:
             f"thresholds must have shape [{N_FILTERS}, {N_THRESHOLDS}] (one row t1..t4 per conv1 filter), "
             f"got {list(arr.shape)}"
         )
+    for f, row in enumerate(thresholds):  # the float64 conversion above accepts "0.5" and True
+        bad = [f"t{k + 1}={v!r}" for k, v in enumerate(row) if isinstance(v, (str, bytes, bool, np.bool_))]
+        if bad:
+            raise ValueError(f"filter {f}: thresholds must be numbers ({', '.join(bad)})")
     for f, row in enumerate(arr):
         bad = [f"t{k + 1}={v}" for k, v in enumerate(row) if not np.isfinite(v)]
         if bad:
@@ -170,14 +175,3 @@ def bin_occupancy(bins: np.ndarray) -> np.ndarray:
     counts = np.stack([np.bincount(row, minlength=N_BINS) for row in per_filter])
     return counts / counts.sum(axis=1, keepdims=True)
 
-
-def resolve_threshold_set(spec: str | None, db_path: Path) -> ThresholdSet:
-    """A ThresholdSet from a JSON file, a set's name in the store, or (None) the store's default."""
-    if spec and Path(spec).exists():
-        return ThresholdSet.load(Path(spec))
-    from interp.store.db import Store
-
-    record = Store(db_path).get_threshold_set(spec)
-    if record is None:
-        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
-    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)

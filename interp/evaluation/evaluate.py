@@ -32,8 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interp.data.mnist import load_mnist
+from interp.data.shapes import generate_shapes
+from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.metrics import aggregate_scores, score_sample
-from interp.language import SHAPES, counts_from_vector, format_description
+from interp.interpreters.dataset import annotated_mnist, synthetic_images
+from interp.interpreters.questions import answer_all, eval_questions, score_answers
+from interp.interpreters.registry import load_interpreter
+from interp.interpreters.training import resolve_dataset
+from interp.jsonl import read_jsonl, read_manifest
+from interp.language import SHAPES, counts_from_vector, counts_to_vector, format_description
+from interp.pipeline import encode_images, thresholds_for
+from interp.store.db import Store
+from interp.target.cnn import load_target
 
 EVAL_SETS = ("syn_eval", "mnist_eval")
 SYN_EVAL_SEED = 1_000_003
@@ -115,38 +126,26 @@ def labelled_rows(counts: np.ndarray, encodings: Sequence[str], source: str, ind
 
 def syn_eval_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0) -> list[dict]:
     """D_syn_eval: ``n`` synthetic images from `syn_eval_seed`, encoded with ``thresholds`` (a ThresholdSet)."""
-    from interp.interpreters.dataset import encode_images, synthetic_images
 
     if n < 1:
         raise ValueError("n must be ≥ 1")
     data = synthetic_images(n, syn_eval_seed(offset))
-    return labelled_rows(data.counts, encode_images(target, data.images, thresholds.as_array(), encoder),
+    return labelled_rows(data.counts, encode_images(target, data.images, thresholds, encoder),
                          "synthetic", data.index)
 
 
 def training_mnist_indices(dataset_dir: Path | None, splits: Sequence[str] = ("train", "val")) -> set[int]:
     """MNIST test indices a dataset trained (train) or selected (val) on; empty without a dataset."""
-    import json
-
-    seen: set[int] = set()
     if dataset_dir is None:
-        return seen
-    for split in splits:
-        path = Path(dataset_dir) / f"{split}.jsonl"
-        if path.exists():
-            with path.open() as fh:
-                for line in fh:
-                    if '"mnist"' in line:  # cheap pre-filter: most rows are synthetic
-                        row = json.loads(line)
-                        if row.get("source") == "mnist":
-                            seen.add(int(row["index"]))
-    return seen
+        return set()
+    paths = [Path(dataset_dir) / f"{split}.jsonl" for split in splits]
+    return {int(row["index"]) for path in paths if path.exists()
+            for row in read_jsonl(path) if row.get("source") == "mnist"}
 
 
 def mnist_eval_rows(target, thresholds, encoder: str, annotations: list[dict], test_images: np.ndarray,
                     exclude: set[int] = frozenset()) -> list[dict]:
     """D_mnist_eval: annotated MNIST test images (newest annotation per image) not in ``exclude``."""
-    from interp.interpreters.dataset import annotated_mnist, encode_images
 
     mnist_annotations = [a for a in annotations if a.get("image_source", "mnist") == "mnist"]
     if not mnist_annotations:
@@ -155,23 +154,20 @@ def mnist_eval_rows(target, thresholds, encoder: str, annotations: list[dict], t
     keep = np.array([int(i) not in exclude for i in data.index], dtype=bool)
     if not keep.any():
         raise ValueError(f"all {len(keep)} annotated MNIST images are in the training dataset: none is held out")
-    return labelled_rows(data.counts[keep], encode_images(target, data.images[keep], thresholds.as_array(), encoder),
+    return labelled_rows(data.counts[keep], encode_images(target, data.images[keep], thresholds, encoder),
                          "mnist", data.index[keep])
 
 
 def interpreter_thresholds(interpreter, store):
-    """The interpreter's ThresholdSet (a dict is read too), else the store's default set."""
-    from interp.encoding.thresholds import ThresholdSet
+    """The interpreter's ThresholdSet (`thresholds_for`), else the store's default set."""
 
-    t = getattr(interpreter, "thresholds", None)
-    if isinstance(t, ThresholdSet):
-        return t
-    if isinstance(t, Mapping):
-        return ThresholdSet.from_dict(dict(t))
-    record = store.get_threshold_set()
-    if record is None:
-        raise ValueError("no threshold set in the store: run `python -m interp setup`")
-    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+    def default() -> ThresholdSet:
+        record = store.get_threshold_set()
+        if record is None:
+            raise ValueError("no threshold set in the store: run `python -m interp setup`")
+        return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+
+    return thresholds_for(getattr(interpreter, "thresholds", None), default)
 
 
 def interpreter_dataset_dir(interpreter) -> Path | None:
@@ -184,10 +180,6 @@ def interpreter_dataset_dir(interpreter) -> Path | None:
 def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int = 0,
                   dataset_dir: Path | None = None, target=None) -> EvalSet:
     """Build ``name`` for ``interpreter`` with the project's target, store and MNIST (``paths``: a Paths)."""
-    import json
-
-    from interp.store.db import Store
-    from interp.target.cnn import load_target
 
     if name not in EVAL_SETS:
         raise ValueError(f"unknown eval set {name!r}; choose one of {EVAL_SETS}")
@@ -197,15 +189,12 @@ def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int
     dataset_dir = dataset_dir or interpreter_dataset_dir(interpreter)
     encoder = interpreter.encoder
     if name == "syn_eval":
-        manifest = Path(dataset_dir) / "manifest.json" if dataset_dir else None
-        if manifest and manifest.exists():
-            seed = json.loads(manifest.read_text()).get("config", {}).get("seed")
-            if seed == syn_eval_seed(offset):
-                raise ValueError(f"the training dataset was built with seed {seed}, the syn_eval seed: use --offset")
+        seed = read_manifest(dataset_dir).get("config", {}).get("seed") if dataset_dir else None
+        if seed == syn_eval_seed(offset):
+            raise ValueError(f"the training dataset was built with seed {seed}, the syn_eval seed: use --offset")
         rows = syn_eval_rows(target, thresholds, encoder, n, offset)
         details = {"seed": syn_eval_seed(offset), "offset": offset}
     else:
-        from interp.data.mnist import load_mnist
 
         exclude = training_mnist_indices(dataset_dir)
         annotations = store.list_annotations(image_source="mnist").to_dict("records")
@@ -220,7 +209,6 @@ def eval_images(eval_set: str, config: Mapping[str, Any], indices: Sequence[int]
     """uint8 [k, 28, 28]: the images of stored predictions, rebuilt from the run's config."""
     idx = np.asarray(indices, dtype=np.int64)
     if eval_set == "syn_eval":
-        from interp.data.shapes import generate_shapes
 
         details = (config.get("eval_sets") or {}).get("syn_eval", config)
         return generate_shapes(int(details["n"]), int(details["seed"])).images[idx]
@@ -307,8 +295,6 @@ def evaluate_questions(interpreter, eval_rows: Sequence[dict], run_id: str, stor
                        seed: int = 0) -> dict:
     """Ask one grounded count question per row (`interp.interpreters.questions.eval_questions`), score the numbers the
     answers give, and add ``qa_accuracy`` / ``qa`` to the run's stored metrics on ``eval_set``."""
-    from interp.interpreters.questions import answer_all, eval_questions, score_answers
-    from interp.language import counts_to_vector
 
     counts = np.array([counts_to_vector(r["counts"]) for r in eval_rows], dtype=np.int64).reshape(-1, len(SHAPES))
     questions = eval_questions(counts, seed)
@@ -327,9 +313,6 @@ def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_siz
                   run_id: str | None = None, offset: int = 0, dataset: str | None = None,
                   progress: bool = True, questions: bool = False) -> tuple[str, dict]:
     """`python -m interp evaluate`: load ``spec`` (a run/adapter folder or base:PRESET), evaluate, store."""
-    from interp.interpreters.finetune import resolve_dataset
-    from interp.interpreters.registry import load_interpreter
-    from interp.store.db import Store
 
     interpreter = load_interpreter(spec, paths.models_dir)
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir) if dataset else None

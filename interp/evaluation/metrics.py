@@ -49,7 +49,6 @@ All values are plain Python floats or ints (JSON-serialisable); fractions lie in
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ import sacrebleu
 from rapidfuzz.distance import Levenshtein
 from rouge_score import rouge_scorer
 
+from interp.jsonl import read_jsonl
 from interp.language import SHAPES, parse_description
 
 
@@ -209,30 +209,19 @@ def score_predictions(pairs: Iterable[tuple[str, str]] | Iterable[Mapping[str, A
     return aggregate_scores([score_sample(*_pair(item, i)) for i, item in enumerate(pairs)])
 
 
+def _check_prediction_row(row: dict[str, Any]) -> None:
+    for key in ("prediction", "truth"):
+        if not isinstance(row.get(key), str):
+            raise ValueError(f"{key!r} must be a string, got {row.get(key)!r}")
+
+
 def read_predictions_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read `{"prediction": text, "truth": text}` lines (other keys are kept; blank lines skipped).
 
     A line that is not a JSON object with string "prediction" and "truth" raises ValueError
     naming the file and the 1-based line number.
     """
-    path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in ("prediction", "truth"):
-                if not isinstance(row.get(key), str):
-                    raise ValueError(f"{where}: {key!r} must be a string, got {row.get(key)!r}")
-            rows.append(row)
-    return rows
+    return read_jsonl(path, check=_check_prediction_row)
 
 
 def main_metrics(path: str | Path) -> dict[str, Any]:

@@ -15,14 +15,19 @@ so they are scored on the same text the interpreter trained on that dataset woul
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.evaluate import evaluate, load_eval_set
+from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
+from interp.interpreters.training import resolve_dataset
+from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, format_description
+from interp.store.db import Store
 
 MAJORITY_MODES = ("description", "per_shape")
 
@@ -62,17 +67,13 @@ def majority_description(rows: Sequence[dict], mode: str = "description") -> str
 
 def read_rows(dataset_dir: Path, split: str = "train") -> list[dict]:
     """The rows of one JSONL split of a dataset folder."""
-    from interp.interpreters.finetune import read_jsonl
-
     return read_jsonl(Path(dataset_dir) / f"{split}.jsonl")
 
 
 def dataset_settings(dataset_dir: Path):
     """(encoder, ThresholdSet or None) a dataset was built with, from its manifest."""
-    from interp.encoding.thresholds import ThresholdSet
 
-    manifest_path = Path(dataset_dir) / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = read_manifest(dataset_dir)
     tset = manifest.get("threshold_set")
     return manifest.get("encoder", "paper"), (ThresholdSet.from_dict(tset) if tset else None)
 
@@ -86,8 +87,6 @@ def fit_majority(dataset_dir: Path, mode: str = "description") -> MajorityInterp
 
 def _evaluate_baseline(interpreter, kind_config: dict, run_id: str, paths, dataset_dir: Path, eval_set: str,
                        n: int, offset: int, progress: bool, run_path: Path | None = None) -> dict:
-    from interp.evaluation.evaluate import evaluate, load_eval_set
-    from interp.store.db import Store
 
     es = load_eval_set(eval_set, interpreter, paths, n=n, offset=offset, dataset_dir=dataset_dir)
     return evaluate(interpreter, es.rows, run_id, Store(paths.db_path), batch_size=256, progress=progress,
@@ -98,7 +97,6 @@ def _evaluate_baseline(interpreter, kind_config: dict, run_id: str, paths, datas
 def run_majority(paths, dataset: str, mode: str = "description", eval_set: str = "syn_eval", n: int = 500,
                  offset: int = 0, run_id: str | None = None, progress: bool = True) -> tuple[str, dict]:
     """`python -m interp baseline majority`: fit on the train split, evaluate, store; (run id, metrics)."""
-    from interp.interpreters.finetune import resolve_dataset
 
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     interpreter = fit_majority(dataset_dir, mode)
@@ -113,8 +111,6 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
               run_id: str | None = None, out: Path | None = None, progress: bool = True) -> tuple[str, dict]:
     """`python -m interp baseline probe`: train on the train split (val split for monitoring), save,
     evaluate, store; (run id, metrics). The probe is saved in ``out`` (default runs/<run id>)."""
-    from interp.interpreters.finetune import resolve_dataset
-    from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
 
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     encoder, tset = dataset_settings(dataset_dir)

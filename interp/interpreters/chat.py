@@ -25,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from interp.catalog import run_adapters, shipped_adapters
 from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters.models import is_fetched
+from interp.interpreters.presets import DEFAULT_PRESET, list_presets
 from interp.interpreters.prompt import (
     ANSWER_SIGNIFIER,
     INPUT_SIGNIFIER,
@@ -33,6 +36,7 @@ from interp.interpreters.prompt import (
     QUESTION_SIGNIFIER,
     task_text,
 )
+from interp.interpreters.registry import read_interpreter_info
 from interp.language import OUTPUT_SIGNIFIER
 from interp.settings import Paths
 
@@ -82,8 +86,6 @@ def fetch_command(preset: str) -> str:
 
 
 def _adapter_choice(adapter: Path, kind: str, label: str, models_dir: Path) -> InterpreterChoice:
-    from interp.interpreters.models import is_fetched
-    from interp.interpreters.registry import read_interpreter_info
 
     try:
         info = read_interpreter_info(adapter)
@@ -111,19 +113,12 @@ def list_interpreters(paths: Paths) -> list[InterpreterChoice]:
     Base models: every fetched preset, and the default preset even when not fetched (marked
     unavailable, with the command that fetches it), so the list is never empty.
     """
-    from interp.interpreters.models import is_fetched
-    from interp.interpreters.presets import DEFAULT_PRESET, list_presets
 
     out: list[InterpreterChoice] = []
-    shipped = paths.assets_dir / SHIPPED_DIR
-    if shipped.is_dir():
-        found = [_adapter_choice(folder, "shipped", folder.name, paths.models_dir)
-                 for folder in sorted(p for p in shipped.iterdir() if (p / "adapter_config.json").exists())]
-        out += sorted(found, key=lambda c: not c.reader)
-    if paths.runs_dir.is_dir():
-        adapters = [p / "adapter" for p in paths.runs_dir.iterdir() if (p / "adapter" / "adapter_config.json").exists()]
-        adapters.sort(key=lambda a: ((a / "adapter_config.json").stat().st_mtime, a.parent.name), reverse=True)
-        out += [_adapter_choice(a, "run", a.parent.name, paths.models_dir) for a in adapters]
+    found = [_adapter_choice(folder, "shipped", folder.name, paths.models_dir)
+             for folder in shipped_adapters(paths.assets_dir / SHIPPED_DIR)]
+    out += sorted(found, key=lambda c: not c.reader)
+    out += [_adapter_choice(a, "run", a.parent.name, paths.models_dir) for a in run_adapters(paths.runs_dir)]
     for preset in list_presets():
         fetched = is_fetched(preset, paths.models_dir)
         if fetched or preset.name == DEFAULT_PRESET:
@@ -160,7 +155,6 @@ def with_overrides(choices: Sequence[InterpreterChoice], override: Any) -> list[
 
 def load_error_message(spec: str, exc: BaseException, preset: str | None = None) -> str:
     """What the user should do when an interpreter cannot be loaded."""
-    from interp.interpreters.presets import DEFAULT_PRESET
 
     if spec.startswith("base:"):
         preset = preset or spec.split(":", 1)[1]
@@ -193,13 +187,6 @@ class ImageRef:
         pixels = np.asarray(d["pixels"], dtype=np.uint8).reshape(28, 28)
         return cls(str(d.get("source", "")), d.get("index"), str(d.get("label", "")), pixels)
 
-
-def encode_image(target: Any, image: np.ndarray, thresholds: ThresholdSet, encoder: str) -> str:
-    """c(a) of one image uint8 [28, 28]: conv1 of ``target``, binned with ``thresholds``, written by ``encoder``."""
-    from interp.encoding.encoders import encode_activations
-    from interp.target.activations import image_activations
-
-    return encode_activations(image_activations(target, image), thresholds, encoder)[0]
 
 
 def thread_key(spec: str, encoding: str) -> str:

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from interp.data.mnist import load_mnist
+from interp.data.shapes import generate_shapes
+from interp.interpreters.prompt import build_training_text
+from interp.language import SHAPES, counts_from_vector, counts_to_vector, format_description
+from interp.pipeline import encode_images
+from interp.store.db import Store
+from interp.store.thresholds import resolve_threshold_set
+from interp.target.cnn import load_target
+
 SPLITS = ("train", "val", "test")
 
 
@@ -68,8 +77,6 @@ class LabelledImages:
 
 def synthetic_images(n: int, seed: int) -> LabelledImages:
     """D_synth: generated shape images, counts padded to the full vocabulary (crossing = 0)."""
-    from interp.data.shapes import generate_shapes
-    from interp.language import SHAPES
 
     batch = generate_shapes(n, seed)
     counts = np.zeros((n, len(SHAPES)), np.int64)
@@ -79,7 +86,6 @@ def synthetic_images(n: int, seed: int) -> LabelledImages:
 
 def annotated_mnist(annotations: list[dict], test_images: np.ndarray) -> LabelledImages:
     """D_mnist: one row per annotated MNIST test image (the newest annotation wins)."""
-    from interp.language import counts_to_vector
 
     newest: dict[int, dict] = {}
     for a in annotations:
@@ -89,19 +95,8 @@ def annotated_mnist(annotations: list[dict], test_images: np.ndarray) -> Labelle
     return LabelledImages(test_images[idx], counts, ["mnist"] * len(idx), idx)
 
 
-def encode_images(model, images: np.ndarray, thresholds: np.ndarray, encoder: str) -> list[str]:
-    """Images uint8 [n,28,28] → c(a) strings through the target's conv1."""
-    from interp.encoding.encoders import bin_activations, get_encoder
-    from interp.target.activations import capture_conv1
-
-    bins = bin_activations(capture_conv1(model, images), thresholds)
-    return get_encoder(encoder).encode_batch(bins)
-
-
 def make_rows(data: LabelledImages, encodings: list[str], encoder: str) -> list[dict]:
     """(p, c(a), l) rows for a trainer: prompt + completion, plus what evaluation needs."""
-    from interp.interpreters.prompt import build_training_text
-    from interp.language import counts_from_vector, format_description
 
     rows = []
     for i, enc in enumerate(encodings):
@@ -144,7 +139,7 @@ def build_dataset(cfg: DatasetConfig, model, thresholds, annotations: list[dict]
     rows = []
     for part in parts:
         if len(part.images):
-            rows += make_rows(part, encode_images(model, part.images, thresholds.as_array(), cfg.encoder),
+            rows += make_rows(part, encode_images(model, part.images, thresholds, cfg.encoder),
                               cfg.encoder)
     manifest = {"config": cfg.to_dict(), "threshold_set": thresholds.to_dict(), "encoder": cfg.encoder,
                 "n_synthetic": cfg.n_synthetic, "n_mnist": sum(r["source"] == "mnist" for r in rows)}
@@ -167,11 +162,7 @@ def token_stats(dataset_dir: Path, tokenizer, split: str = "train", limit: int =
 
 
 def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
-    """Build with the project's target, store and MNIST; register the result in the store."""
-    from interp.data.mnist import load_mnist
-    from interp.encoding.thresholds import resolve_threshold_set
-    from interp.store.db import Store
-    from interp.target.cnn import load_target
+    """Build into ``paths.datasets_dir / cfg.name`` with the project's target, thresholds, annotations and MNIST."""
 
     store = Store(paths.db_path)
     thresholds = resolve_threshold_set(cfg.threshold_set, paths.db_path)
@@ -179,6 +170,4 @@ def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
     out = paths.datasets_dir / cfg.name
     manifest = build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations,
                              load_mnist(paths.data_dir).test.images, out)
-    store.register_dataset(manifest["hash"], cfg.name, str(out), thresholds.name, cfg.encoder,
-                           manifest["n_train"], manifest["n_val"], manifest["n_test"], manifest)
     return manifest

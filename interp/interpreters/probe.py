@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.interpreters.finetune import read_jsonl
+from interp.encoding.encoders import get_encoder
+from interp.jsonl import read_jsonl
 from interp.language import SHAPES, counts_from_vector, format_description
 
 INPUTS = ("onehot", "scaled")
@@ -110,7 +111,6 @@ def probe_inputs(bins: np.ndarray, inputs: str) -> torch.Tensor:
 
 def bins_from_encodings(encodings: Sequence[str], encoder: str) -> np.ndarray:
     """Encoded texts → int8 bins [n, 8, 14, 14] (the encoder's exact inverse)."""
-    from interp.encoding.encoders import get_encoder
 
     enc = get_encoder(encoder)
     if not encodings:

@@ -20,7 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from interp.interpreters.finetune import (
+from interp.interpreters.probe import dataset_bins
+from interp.interpreters.prompt import ANSWER_SIGNIFIER, QUESTION_SIGNIFIER
+from interp.interpreters.questions import sample_questions
+from interp.interpreters.reader import Connector, ReaderConfig, ReaderModel, count_loss, prefix_token_ids
+from interp.interpreters.training import (
     FinetuneResult,
     finish_run,
     metrics_callback,
@@ -29,10 +33,6 @@ from interp.interpreters.finetune import (
     train_with_status,
     training_arguments,
 )
-from interp.interpreters.probe import dataset_bins
-from interp.interpreters.prompt import ANSWER_SIGNIFIER, QUESTION_SIGNIFIER
-from interp.interpreters.questions import sample_questions
-from interp.interpreters.reader import Connector, ReaderConfig, ReaderModel, count_loss, prefix_token_ids
 from interp.language import OUTPUT_SIGNIFIER, counts_from_vector, format_description
 
 WARMUP_FILE = "connector_warmup.safetensors"

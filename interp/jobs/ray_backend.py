@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 
+from interp.jobs.backend import Launch
 from interp.settings import ROOT
 
 EXCLUDES = [".git", ".venv", "data", "runs", "test-artifacts", "**/__pycache__", ".pytest_cache",
@@ -19,7 +20,7 @@ STATUS = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "
 
 
 def _client(address: str):
-    from ray.job_submission import JobSubmissionClient
+    from ray.job_submission import JobSubmissionClient  # optional and heavy: only when a Ray job is touched
 
     return JobSubmissionClient(address)
 
@@ -30,8 +31,6 @@ def submission_id(job_id: str, attempt: int) -> str:
 
 class RayBackend:
     def submit(self, job_id, attempt, argv, env, spec, paths):
-        from interp.jobs.control import Launch
-
         client = _client(spec.address)
         sid = client.submit_job(
             entrypoint=shlex.join(argv),  # each argument quoted: no value reaches the shell as code

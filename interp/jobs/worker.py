@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from interp.settings import Paths
+
 
 def main(folder: Path) -> int:
     job = json.loads((folder / "job.json").read_text())
@@ -45,8 +47,8 @@ def register(job: dict, folder: Path) -> None:
     """Record the outcome in the app's store now, not at the page's next poll (which would also do it)."""
     if "home" not in job:
         return
+    # Deferred: control pulls in torch (FinetuneConfig) and the store; the worker stays small while the trainer runs.
     from interp.jobs import control as jobs
-    from interp.settings import Paths
 
     home = job["home"]
     try:

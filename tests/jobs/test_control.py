@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from interp.interpreters.finetune import FinetuneConfig
+from interp.interpreters.training import FinetuneConfig
 from interp.jobs import control as jobs
-from interp.jobs.control import EvaluateJobConfig, JobSpec
+from interp.jobs.command import command
+from interp.jobs.local import job_dir, process_alive
+from interp.jobs.progress import clean_log, read_metrics
+from interp.jobs.spec import EvaluateJobConfig, JobSpec
 from interp.store.db import Store
 from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
 
@@ -72,7 +75,7 @@ def test_spec_validation_rejects_bad_fields(tiny) -> None:
 def test_command_is_an_argument_vector(tiny, paths) -> None:
     model, data = tiny
     spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data, learning_rate=2e-3))
-    argv, env = jobs.command(spec, paths)
+    argv, env = command(spec, paths)
     assert argv[1:4] == ["-m", "interp", "finetune"]
     assert argv[argv.index("--out") + 1] == str(paths.runs_dir / "run-1")
     assert argv[argv.index("--learning-rate") + 1] == "0.002"
@@ -80,17 +83,17 @@ def test_command_is_an_argument_vector(tiny, paths) -> None:
 
     reader = JobSpec(kind="finetune", name="run-r", finetune=tiny_finetune(model, data, interpreter="reader",
                                                                            lora_targets=("q_proj", "o_proj")))
-    argv, _ = jobs.command(reader, paths)
+    argv, _ = command(reader, paths)
     assert argv[argv.index("--interpreter") + 1] == "reader"
     assert argv[argv.index("--lora-targets") + 1 : argv.index("--lora-targets") + 3] == ["q_proj", "o_proj"]
     ev = JobSpec(kind="evaluate", name="run-r-eval", evaluate=EvaluateJobConfig(run="run-r", questions=True))
-    argv, _ = jobs.command(ev, paths)
+    argv, _ = command(ev, paths)
     assert argv[1:4] == ["-m", "interp", "evaluate"] and argv[-1] == "--questions"
 
     url = f"file://{paths.data_dir / 'bucket'}"
     spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data), backend="ray",
                    address="http://127.0.0.1:8265", storage=url)
-    argv, _ = jobs.command(spec, paths)
+    argv, _ = command(spec, paths)
     assert argv[argv.index("--sync-to") + 1] == f"{url}/run-1"
     assert argv[argv.index("--dataset") + 1] == f"{url}/datasets/ds-tiny"
     assert (paths.data_dir / "bucket" / "datasets" / "ds-tiny" / "train.jsonl").exists()  # shipped
@@ -118,7 +121,7 @@ def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None
     assert run.config["total_steps"] == 6 and Path(run.path, "adapter", "adapter_model.safetensors").exists()
     log = jobs.logs(job_id, paths, store)
     assert "[worker] exit code 0" in log and "adapter saved to" in log
-    raw = (jobs.job_dir(paths, job_id) / "log.txt").read_bytes().decode()
+    raw = (job_dir(paths, job_id) / "log.txt").read_bytes().decode()
     assert "\r" in raw and "\r" not in log  # progress bars shown in their last state, not every redraw
     assert log.count("/6 [") < raw.count("/6 [")
 
@@ -168,9 +171,9 @@ def test_stop_marks_the_job_stopped(tiny, paths) -> None:
     jobs.stop(job_id, paths, store)
     assert store.get_job(job_id).status == "stopped"
     deadline = time.time() + 30
-    while jobs._alive(store.get_job(job_id).pid, store.get_job(job_id).external_id) and time.time() < deadline:
+    while process_alive(store.get_job(job_id).pid, store.get_job(job_id).external_id) and time.time() < deadline:
         time.sleep(0.2)
-    assert not jobs._alive(store.get_job(job_id).pid, store.get_job(job_id).external_id)
+    assert not process_alive(store.get_job(job_id).pid, store.get_job(job_id).external_id)
     assert jobs.refresh(job_id, paths, store) == "stopped"
     with pytest.raises(ValueError, match="only a failed or stopped"):
         jobs.resume(jobs.submit(JobSpec(kind="finetune", name="other", finetune=spec.finetune), paths, store),
@@ -181,10 +184,10 @@ def test_read_metrics_drops_steps_a_resume_redid(tmp_path: Path) -> None:
     lines = [{"step": s, "loss": 1.0} for s in (5, 10, 15)] + [{"step": 15, "eval_loss": 0.9}]
     lines += [{"step": 12, "loss": 0.5}, {"step": 15, "loss": 0.4}]  # resumed from checkpoint-10
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + '\n{"step": 2')
-    rows = jobs.read_metrics(str(tmp_path))
+    rows = read_metrics(str(tmp_path))
     assert [(r["step"], r.get("loss")) for r in rows] == [(5, 1.0), (10, 1.0), (12, 0.5), (15, 0.4)]
 
 
 def test_clean_log_keeps_the_last_state_of_progress_bars() -> None:
     raw = "start\n 10%|#  | 1/10\r 20%|## | 2/10\r\x1b[A\r 30%|###| 3/10\n\n\x1b[31merror\x1b[0m: boom\n"
-    assert jobs.clean_log(raw) == "start\n 30%|###| 3/10\nerror: boom"
+    assert clean_log(raw) == "start\n 30%|###| 3/10\nerror: boom"

@@ -15,7 +15,7 @@ from interp.bootstrap import ensure_store
 from interp.settings import Paths
 from interp.store.db import Store
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+PAGES = Path(__file__).resolve().parents[2] / "pages"
 TIMEOUT = 90  # the first run computes the reference set (MNIST + shapes through the target): ~10 s here
 
 

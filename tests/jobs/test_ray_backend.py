@@ -14,9 +14,9 @@ import pytest
 
 from interp.jobs import control as jobs
 from interp.jobs import storage
-from interp.jobs.control import JobSpec
+from interp.jobs.spec import TERMINAL, JobSpec
 from interp.store.db import Store
-from tests.test_jobs import make_tiny, tiny_finetune
+from tests.jobs.test_control import make_tiny, tiny_finetune
 
 pytest.importorskip("ray.job_submission")
 BIN = Path(sys.executable).parent
@@ -71,7 +71,7 @@ def test_ray_job_runs_syncs_to_storage_and_registers_its_run(ray_head, tmp_path,
         status = jobs.refresh(job_id, paths, store)
         if not seen or seen[-1] != status:
             seen.append(status)
-        if status in jobs.TERMINAL:
+        if status in TERMINAL:
             break
         time.sleep(1)
     assert seen[-1] == "succeeded", jobs.logs(job_id, paths, store)

@@ -19,7 +19,7 @@ from interp.language import SHAPES
 from interp.settings import Paths
 from interp.store.db import Store
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
+PAGES = Path(__file__).resolve().parents[2] / "pages"
 TIMEOUT = 60  # the first run imports torch and loads MNIST and the target
 BASE = "base:smollm2-135m"
 
@@ -158,7 +158,7 @@ def test_chat_streams_a_real_transformers_model(app_paths: Paths, tmp_path: Path
     """A tiny random Mistral behind HFInterpreter: the threaded streamer through st.write_stream into the store."""
     from transformers import AutoModelForCausalLM
 
-    from interp.interpreters.registry import HFInterpreter
+    from interp.interpreters.text import HFInterpreter
     from tests.conftest import tiny_model, tiny_tokenizer
 
     tok = tiny_tokenizer(tmp_path / "m")
@@ -177,7 +177,7 @@ def test_chat_streams_a_real_transformers_model(app_paths: Paths, tmp_path: Path
 
 def test_chat_streams_a_tiny_activation_reader(app_paths: Paths, tmp_path: Path) -> None:
     """A tiny random reader (connector + Mistral): the chat prompt is split, the bins read as soft tokens."""
-    from tests.test_reader import _tiny_reader
+    from tests.interpreters.test_reader import _tiny_reader
 
     reader = _tiny_reader(tmp_path)
     at = page("chat", {"interpreter_override": reader})
@@ -196,14 +196,14 @@ def test_chat_streams_a_tiny_activation_reader(app_paths: Paths, tmp_path: Path)
 
 
 def test_chat_without_any_model_says_what_to_run(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("interp.interpreters.models.is_fetched", lambda *a, **k: False)
+    monkeypatch.setattr("interp.interpreters.chat.is_fetched", lambda *a, **k: False)
     at = page("chat")
     assert "python -m interp models fetch smollm2-135m" in texts(at)
     assert at.button(key="chat_preset_describe").disabled
 
 
 def test_chat_when_loading_fails_shows_the_fix(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("interp.interpreters.models.is_fetched", lambda *a, **k: True)  # listed, but loading fails
+    monkeypatch.setattr("interp.interpreters.chat.is_fetched", lambda *a, **k: True)  # listed, but loading fails
     at = page("chat")
     at.selectbox(key="chat_interpreter").set_value(BASE).run()
     at.button(key="chat_preset_describe").click().run()

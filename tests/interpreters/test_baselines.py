@@ -127,11 +127,12 @@ def test_counts_matrix() -> None:
 @pytest.fixture
 def tiny_dataset(paths, target_model) -> Path:
     """A dataset folder of 40 synthetic rows (compact encoding) under the isolated data dir."""
-    from interp.interpreters.dataset import encode_images, make_rows, synthetic_images
+    from interp.interpreters.dataset import make_rows, synthetic_images
+    from interp.pipeline import encode_images
 
     tset = ThresholdSet.load(paths.assets_dir / "thresholds" / "default.json")
     data = synthetic_images(40, 3)
-    rows = make_rows(data, encode_images(target_model, data.images, tset.as_array(), "compact"), "compact")
+    rows = make_rows(data, encode_images(target_model, data.images, tset, "compact"), "compact")
     out = paths.datasets_dir / "tiny"
     out.mkdir(parents=True)
     (out / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:32]))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.interpreters.finetune import FinetuneConfig, PadCollator, finetune, tokenize_example
+from interp.interpreters.finetune import PadCollator, finetune, tokenize_example
+from interp.interpreters.training import FinetuneConfig
 from tests.conftest import COMPLETION, PROMPT, tiny_setup
 
 
@@ -120,7 +121,7 @@ def test_config_validation() -> None:
 
 
 def test_resume_skips_a_checkpoint_cut_off_mid_save(tmp_path: Path) -> None:
-    from interp.interpreters.finetune import last_complete_checkpoint
+    from interp.interpreters.training import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "none") is None
     for step, whole in ((4, True), (8, True), (12, False)):

@@ -13,7 +13,7 @@ from interp.interpreters.dataset import synthetic_images
 from interp.interpreters.registry import FakeInterpreter
 from interp.store.db import Store
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "compare.py"
+PAGE = Path(__file__).resolve().parents[2] / "pages" / "compare.py"
 N = 6
 
 

@@ -1,4 +1,4 @@
-"""Tests for interp.store.db: what one Store writes is read back through a second Store on the same file."""
+"""Tests for interp.store: what one Store writes is read back through a second Store on the same file."""
 
 from __future__ import annotations
 
@@ -11,19 +11,13 @@ import duckdb
 import numpy as np
 import pytest
 
-from interp.store.db import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    TABLES,
-    Annotation,
-    Message,
-    Store,
-    StoreLockedError,
-    read_jsonl,
-    validate_threshold_rows,
-)
+from interp.encoding.thresholds import ThresholdSet
+from interp.store.db import MIGRATIONS, SCHEMA_VERSION, Annotation, Message, Store, StoreLockedError
+from interp.store.thresholds import resolve_threshold_set
 
-THRESHOLDS = [[0.1 * f, 0.5, 1.0 + f, 2.0 + f] for f in range(8)]
+THRESHOLDS = [[0.05 * f, 0.5, 1.0 + f, 2.0 + f] for f in range(8)]
+TABLES = ("threshold_sets", "annotations", "ratings", "runs", "jobs",
+          "predictions", "metrics", "conversations", "messages")
 
 
 @pytest.fixture
@@ -46,22 +40,20 @@ def reader(db: Path) -> Store:
 
 def test_schema_created_with_version_recorded(db: Path) -> None:
     assert db.is_file()
-    assert Store(db).schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert SCHEMA_VERSION == len(MIGRATIONS)
     with duckdb.connect(str(db)) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        versions = con.execute("SELECT version FROM schema_version").fetchall()
+        versions = con.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert set(TABLES) | {"schema_version"} <= tables
-    assert versions == [(1,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 def test_reopening_is_idempotent(db: Path) -> None:
     Store(db).save_threshold_set("a", THRESHOLDS)
     for _ in range(2):
-        reopened = Store(db)
-        assert reopened.schema_version() == SCHEMA_VERSION
-        assert reopened.counts()["threshold_sets"] == 1
+        assert len(Store(db).list_threshold_sets()) == 1
     with duckdb.connect(str(db)) as con:
-        assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_newer_schema_is_refused(db: Path) -> None:
@@ -111,61 +103,42 @@ def test_default_threshold_set_is_unique(store: Store, reader: Store) -> None:
     with pytest.raises(KeyError):
         store.set_default_threshold_set("nope")
     assert reader.get_threshold_set().name == "c"
-    assert store.delete_threshold_set("c") is True
-    assert store.delete_threshold_set("c") is False
-    assert reader.get_threshold_set() is None
 
 
-@pytest.mark.parametrize("bad", [
-    THRESHOLDS[:7],
-    [row[:3] for row in THRESHOLDS],
-    [*THRESHOLDS[:7], [0.0, 1.0, float("nan"), 2.0]],
-    [*THRESHOLDS[:7], [0.0, 1.0, float("inf"), 2.0]],
-    [*THRESHOLDS[:7], [0.0, 1.0, "2", 3.0]],
-    [*THRESHOLDS[:7], [0.0, 1.0, True, 3.0]],
-    [0.5] * 8,
+@pytest.mark.parametrize(("bad", "message"), [
+    (THRESHOLDS[:7], r"shape \[8, 4\]"),
+    ([row[:3] for row in THRESHOLDS], r"shape \[8, 4\]"),
+    ([*THRESHOLDS[:7], [0.0, 1.0, float("nan"), 2.0]], "filter 7: thresholds must be finite"),
+    ([*THRESHOLDS[:7], [0.0, 1.0, "2", 3.0]], "filter 7: thresholds must be numbers"),
+    ([*THRESHOLDS[:7], [0.0, 1.0, True, 3.0]], "filter 7: thresholds must be numbers"),
+    ([*THRESHOLDS[:7], [0.0, 2.0, 1.0, 3.0]], "filter 7: thresholds must be non-decreasing"),
+    ([[-0.1, 0.5, 1.0, 2.0], *THRESHOLDS[1:]], "filter 0: t1 must be >= 0"),
 ])
-def test_bad_thresholds_rejected(bad: list) -> None:
-    with pytest.raises(ValueError, match="thresholds"):
-        validate_threshold_rows(bad)
+def test_store_validates_thresholds_like_threshold_set(store: Store, reader: Store, bad: list, message: str) -> None:
+    """The store checks rows with `validate_thresholds`, the rules a ThresholdSet obeys."""
+    with pytest.raises(ValueError, match=message):
+        store.save_threshold_set("bad", bad)
+    assert len(reader.list_threshold_sets()) == 0
 
 
-def test_store_validates_thresholds(store: Store, reader: Store) -> None:
-    with pytest.raises(ValueError, match="8 rows x 4"):
-        store.save_threshold_set("bad", THRESHOLDS[:7])
-    assert reader.counts()["threshold_sets"] == 0
-    arr = np.asarray(THRESHOLDS, dtype=np.float32)  # numpy rows are fine
+def test_store_accepts_numpy_rows_and_threshold_set_tuples(store: Store) -> None:
+    arr = np.asarray(THRESHOLDS, dtype=np.float32)
     assert np.allclose(store.save_threshold_set("np", arr).thresholds, arr)
+    tset = ThresholdSet("tuples", THRESHOLDS)
+    assert store.save_threshold_set(tset.name, tset.thresholds).thresholds == THRESHOLDS
 
 
-def test_samples_round_trip(store: Store, reader: Store) -> None:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
-    ids = store.add_samples("mnist", "test", images=images, labels=[7, 2, 1],
-                                source_indices=[0, 1, 2])
-    upload = store.add_samples("upload", "user", paths=["u.png"])
-    assert len(ids) == 3 and upload[0] > max(ids)
-    sample = reader.get_sample(ids[1])
-    assert sample.label == 2 and sample.source_index == 1 and sample.source == "mnist"
-    np.testing.assert_array_equal(sample.image, images[1])
-    bare = reader.get_sample(upload[0])
-    assert bare.pixels is None and bare.image is None and bare.label is None
-    assert bare.path == "u.png"
-    df = reader.list_samples(source="mnist")
-    assert df["label"].tolist() == [7, 2, 1]
-    assert bytes(df["pixels"][2]) == images[2].tobytes()
-    assert len(reader.list_samples()) == 4
-    assert reader.get_sample(999) is None
-
-
-def test_samples_validated(store: Store, reader: Store) -> None:
-    with pytest.raises(ValueError, match="784"):
-        store.add_samples("mnist", "test", images=np.zeros((1, 27, 28), np.uint8))
-    with pytest.raises(ValueError, match="uint8"):
-        store.add_samples("mnist", "test", images=np.zeros((1, 28, 28)))
-    with pytest.raises(ValueError, match="equal length"):
-        store.add_samples("mnist", "test", images=np.zeros((2, 28, 28), np.uint8), labels=[1])
-    assert reader.counts()["samples"] == 0
+def test_resolve_threshold_set_from_file_name_or_default(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no threshold set"):
+        resolve_threshold_set(None, store.path)
+    store.save_threshold_set("paper", THRESHOLDS, notes="n", make_default=True)
+    store.save_threshold_set("other", [[0.0, 0.1, 0.2, 0.3]] * 8)
+    assert resolve_threshold_set(None, store.path) == ThresholdSet("paper", THRESHOLDS, notes="n")
+    assert resolve_threshold_set("other", store.path).name == "other"
+    ThresholdSet("from-file", THRESHOLDS).save(tmp_path / "t.json")
+    assert resolve_threshold_set(str(tmp_path / "t.json"), store.path).name == "from-file"
+    with pytest.raises(ValueError, match="no threshold set missing"):
+        resolve_threshold_set("missing", store.path)
 
 
 def test_annotation_edit_updates_instead_of_duplicating(store: Store, reader: Store) -> None:
@@ -199,19 +172,6 @@ def test_ratings_round_trip(store: Store, reader: Store) -> None:
     assert reader.list_ratings().iloc[1]["per_shape"] is None
     with pytest.raises(ValueError, match="verdict"):
         store.save_rating("r", "run1", "mnist", 3, "x", "meh")
-
-
-def test_datasets_round_trip(store: Store, reader: Store, tmp_path: Path) -> None:
-    manifest = {"seed": 0, "splits": {"train": 10}}
-    store.register_dataset("abc123", "small", tmp_path / "ds", "paper", "paper", 10, 2, 3, manifest)
-    for key in ("abc123", "small"):
-        got = reader.get_dataset(key)
-        assert got.id == "abc123" and got.manifest == manifest and got.n_test == 3
-        assert got.path == str(tmp_path / "ds")
-    store.register_dataset("abc123", "renamed", tmp_path / "ds", "paper", "paper", 10, 2, 3, manifest)
-    assert reader.get_dataset("renamed").id == "abc123"
-    assert len(reader.list_datasets()) == 1
-    assert reader.get_dataset("nope") is None
 
 
 def test_runs_round_trip(store: Store, reader: Store) -> None:
@@ -286,31 +246,6 @@ def test_conversations_round_trip(store: Store, reader: Store) -> None:
         store.add_message(999, "user", "x")
 
 
-def test_counts(store: Store, reader: Store) -> None:
-    store.save_threshold_set("a", THRESHOLDS)
-    store.add_samples("synthetic", "train", labels=[None, None])
-    counts = reader.counts()
-    assert set(counts) == set(TABLES)
-    assert counts["threshold_sets"] == 1 and counts["samples"] == 2 and counts["runs"] == 0
-
-
-def test_read_jsonl_tolerates_truncated_last_line(tmp_path: Path) -> None:
-    log = tmp_path / "metrics.jsonl"
-    log.write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.0, "eval_loss": 2.2}\n{"step": 3, "lo')
-    df = read_jsonl(log)
-    assert df["step"].tolist() == [1, 2]
-    assert df["loss"].tolist() == [2.5, 2.0]
-    assert Store.read_jsonl(log)["eval_loss"].iloc[1] == 2.2
-
-
-def test_read_jsonl_missing_or_empty(tmp_path: Path) -> None:
-    assert read_jsonl(tmp_path / "missing.jsonl").empty
-    (tmp_path / "empty.jsonl").write_text("")
-    assert read_jsonl(tmp_path / "empty.jsonl").empty
-    (tmp_path / "half.jsonl").write_text('{"step": 1, "lo')
-    assert read_jsonl(tmp_path / "half.jsonl").empty
-
-
 HOLD = """
 import sys, time, duckdb
 con = duckdb.connect(sys.argv[1])
@@ -328,8 +263,8 @@ def test_waits_for_another_process_then_succeeds(db: Path, tmp_path: Path) -> No
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreLockedError, match="another process"):
-            Store(db, lock_timeout=0.2).counts()
-        assert Store(db, lock_timeout=30).counts()["samples"] == 0
+            Store(db, lock_timeout=0.2).list_runs()
+        assert len(Store(db, lock_timeout=30).list_runs()) == 0
         assert released.exists()  # the call waited for the holder to let go
     finally:
         holder.wait(timeout=30)

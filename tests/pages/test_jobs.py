@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from interp.interpreters.training import READER_DEFAULTS, FinetuneConfig
 from interp.jobs import control as jobs
 from interp.store.db import Store
-from tests.test_jobs import make_tiny, stop_all
+from tests.jobs.test_control import make_tiny, stop_all
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
 
     list(ensure_store(paths))
     at = fill_form(open_page(), model, "tiny-page")
+    at.number_input(key="jobs_lora_r").set_value(8)
     submit_button(at).click()
     run(at)
     assert not at.error, [e.value for e in at.error]
@@ -83,6 +85,9 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
     job = store.list_jobs().iloc[0]
     assert job["backend"] == "local" and job["spec"]["finetune"]["max_steps"] == 4
     assert job["spec"]["finetune"]["learning_rate"] == 0.05 and job["spec"]["finetune"]["preset"] == str(model)
+    # A new rank keeps the CLI's default alpha (as `--lora-r 8` does), not 2 × rank.
+    assert job["spec"]["finetune"]["lora_r"] == 8
+    assert job["spec"]["finetune"]["lora_alpha"] == FinetuneConfig(dataset="", out="").lora_alpha
 
     assert jobs.wait(job["id"], paths, timeout=300, store=store) == "succeeded", jobs.logs(job["id"], paths, store)
     run(at)
@@ -101,14 +106,18 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
     assert store.get_metrics("tiny-page-syn_eval")["metrics"][0]["n"] == 2
 
 
-def test_the_reader_kind_brings_its_own_defaults(tiny_env) -> None:
-    """Page and CLI train with the same defaults: the form shows `finetune.kind_defaults` for the kind chosen."""
-    from interp.interpreters.finetune import READER_DEFAULTS
-
+def test_the_form_starts_at_the_cli_defaults(tiny_env) -> None:
+    """Page and CLI train with the same defaults: FinetuneConfig's, and `finetune.kind_defaults` for the kind."""
+    cli = FinetuneConfig(dataset="", out="")
     at = open_page()
     at.selectbox(key="jobs_preset").set_value("smollm2-135m")
     run(at)
     assert at.number_input(key="jobs_lr_smollm2-135m_text").value == 2e-4
+    assert at.number_input(key="jobs_lora_r").value == cli.lora_r
+    assert at.number_input(key="jobs_lora_alpha").value == cli.lora_alpha
+    assert at.number_input(key="jobs_eval_steps").value == cli.eval_steps
+    assert at.number_input(key="jobs_save_steps").value == cli.save_steps
+    assert at.selectbox(key="jobs_loss_on").value == cli.loss_on
     at.radio(key="jobs_interpreter").set_value("reader")
     run(at)
     assert at.number_input(key="jobs_lr_smollm2-135m_reader").value == READER_DEFAULTS["learning_rate"]

@@ -59,14 +59,14 @@ def test_splits_are_disjoint_and_cover_everything() -> None:
     assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (70, 10, 20)
 
 
-def test_build_in_project_registers_in_store(paths) -> None:
+def test_build_in_project_uses_the_stores_annotations_and_lands_in_the_catalog(paths) -> None:
     from interp.bootstrap import ensure_store
+    from interp.catalog import dataset_folders
     from interp.store.db import Store
 
     list(ensure_store(paths))
     Store(paths.db_path).save_annotation("ann", "mnist", 0, {"corner": 1}, "Image with 1 shape: 1 corner")
     manifest = build_dataset_in(paths, DatasetConfig(name="small", n_synthetic=30))
-    record = Store(paths.db_path).get_dataset("small")
-    assert record is not None and record.id == manifest["hash"] and record.n_train == manifest["n_train"]
+    assert dataset_folders(paths.datasets_dir) == [paths.datasets_dir / "small"]
     assert manifest["n_mnist"] == 1
     assert np.isclose(manifest["threshold_set"]["thresholds"][0][0], DEFAULT.thresholds[0][0])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interp.encoding.encoders import get_encoder
-from interp.interpreters.finetune import FinetuneConfig, finetune
+from interp.interpreters.finetune import finetune
 from interp.interpreters.prompt import build_prompt, build_question
 from interp.interpreters.reader import (
     READER_TASK,
@@ -22,6 +22,7 @@ from interp.interpreters.reader import (
     split_prompt,
 )
 from interp.interpreters.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
+from interp.interpreters.training import FinetuneConfig
 from interp.language import SHAPES, format_description
 from tests.conftest import tiny_model, tiny_setup, tiny_tokenizer
 

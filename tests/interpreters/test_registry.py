@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from interp.interpreters.registry import FakeInterpreter, HFInterpreter, cut_at_stop, load_interpreter
+from interp.interpreters.registry import FakeInterpreter, load_interpreter
+from interp.interpreters.text import HFInterpreter, cut_at_stop
 from tests.conftest import tiny_model, tiny_tokenizer
 
 

@@ -1,6 +1,6 @@
 """The exploration pages (Draw & upload, Activations, Shapes) driven through Streamlit's AppTest.
 
-The canvas cannot be set through AppTest: image → input is tested in tests/test_analysis.py and
+The canvas cannot be set through AppTest: image → input is tested in tests/test_pipeline.py and
 the canvas itself in tests/test_browser.py. Uploads go through AppTest's file_uploader.
 """
 
@@ -21,7 +21,7 @@ from interp.encoding.encoders import encode_activations
 from interp.encoding.thresholds import ThresholdSet
 from interp.settings import Paths
 
-APP = Path(__file__).resolve().parents[1] / "app.py"
+APP = Path(__file__).resolve().parents[2] / "app.py"
 TIMEOUT = 120  # first runs load MNIST, the target and the tokenizer
 
 

@@ -223,7 +223,6 @@ def test_comparison_helpers(store: Store) -> None:
 
 
 def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, capsys) -> None:
-    import interp.interpreters.registry
     from interp.cli.main import main
 
     Store(paths.db_path).save_threshold_set("dflt", ThresholdSet.load(
@@ -234,7 +233,7 @@ def test_cli_evaluate_loads_the_spec_and_stores_the_run(paths, monkeypatch, caps
         loaded.append(spec)
         return FakeInterpreter(lambda e: "Image with 1 shape: 1 ellipse", name=spec, encoder="rle")
 
-    monkeypatch.setattr(interp.interpreters.registry, "load_interpreter", fake_load)
+    monkeypatch.setattr("interp.evaluation.evaluate.load_interpreter", fake_load)
     assert main(["evaluate", "--run", "base:tiny", "--set", "syn_eval", "--n", "5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert loaded == ["base:tiny"]

@@ -1,0 +1,85 @@
+"""The ``local`` jobs backend: a detached worker process per job on this machine, and process liveness.
+
+The worker (`interp.jobs.worker`) leads its own session, so it outlives a Streamlit rerun or restart;
+it writes the command's exit code to ``exit.json`` in the job folder (``<data>/jobs/<job id>``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from interp.jobs import storage
+from interp.jobs.backend import Launch
+from interp.settings import ROOT, Paths
+
+
+def job_dir(paths: Paths, job_id: str) -> Path:
+    return paths.data_dir / "jobs" / job_id
+
+
+class LocalBackend:
+    """A detached worker (`interp.jobs.worker`) per job, in its own session; exit code in ``exit.json``."""
+
+    def submit(self, job_id, attempt, argv, env, spec, paths) -> Launch:
+        folder = job_dir(paths, job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "exit.json").unlink(missing_ok=True)
+        home = {"data_dir": str(paths.data_dir), "runs_dir": str(paths.runs_dir), "db_path": str(paths.db_path)}
+        (folder / "job.json").write_text(json.dumps({"argv": argv, "env": env, "cwd": str(ROOT), "nice": 5,
+                                                     "attempt": attempt, "job_id": job_id, "home": home}))
+        proc = subprocess.Popen([sys.executable, "-m", "interp.jobs.worker", str(folder)], cwd=ROOT,
+                                env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        return Launch(external_id=f"{proc.pid}:{_create_time(proc.pid)}", pid=proc.pid)
+
+    def poll(self, job, paths):
+        folder = job_dir(paths, job.id)
+        done = storage.read_json(folder / "exit.json")
+        if done is not None:
+            if done.get("rc") == 0:
+                return "succeeded", None
+            if done.get("stopped"):
+                return "stopped", "stopped by the user"
+            return "failed", f"exit code {done.get('rc')}"
+        if process_alive(job.pid, job.external_id):
+            return "running", None
+        return "failed", "the worker process is gone without an exit code (killed, or the machine restarted)"
+
+    def logs(self, job, paths) -> str:
+        return storage.read_text(job_dir(paths, job.id) / "log.txt") or ""
+
+    def stop(self, job, paths) -> None:
+        if job.pid and process_alive(job.pid, job.external_id):
+            os.killpg(job.pid, signal.SIGTERM)  # the worker leads its own session: it and the trainer
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def process_alive(pid: int | None, external_id: str | None) -> bool:
+    """Is this the same process (pid and start time: pids get reused), and not a zombie?"""
+    if not pid:
+        return False
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child that has exited
+    except ChildProcessError:
+        pass
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = (external_id or "").partition(":")[2]
+        return not started or started == "None" or abs(proc.create_time() - float(started)) < 1.0
+    except psutil.Error:
+        return False

@@ -1,0 +1,111 @@
+"""What a job is: a frozen, validated spec (kind, run name, backend, where its artifacts go).
+
+The app never passes a form field through a shell: names and addresses are checked against strict
+patterns here, and `interp.jobs.command` turns a spec into an argument vector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from interp.evaluation.evaluate import EVAL_SETS
+from interp.interpreters.training import FinetuneConfig
+from interp.jobs import storage
+from interp.jobs.registry import BACKENDS
+
+JOB_KINDS = ("finetune", "evaluate")
+TERMINAL = ("succeeded", "failed", "stopped")
+STATUSES = ("queued", "running", *TERMINAL)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ADDRESS_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
+
+
+@dataclass(frozen=True)
+class EvaluateJobConfig:
+    """An evaluation job: describe a held-out set with a run's interpreter and score it (§4)."""
+
+    run: str
+    """Run name (a folder under the runs dir / storage) or base:PRESET."""
+    eval_set: str = "syn_eval"
+    """Held-out set: syn_eval or mnist_eval."""
+    n: int = 40
+    """Samples to describe."""
+    batch_size: int = 8
+    """Encodings per generate call."""
+    questions: bool = False
+    """Also ask one grounded count question per image and store the answers' accuracy."""
+
+    def __post_init__(self) -> None:
+        if self.eval_set not in EVAL_SETS:
+            raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {self.eval_set!r}")
+        if self.n < 1 or self.batch_size < 1:
+            raise ValueError("n and batch_size must be ≥ 1")
+        if not (self.run.startswith("base:") or NAME_RE.match(self.run)):
+            raise ValueError(f"run must be a run name or base:PRESET, got {self.run!r}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run, where, and where its artifacts go. Validated on construction."""
+
+    kind: str
+    """'finetune' or 'evaluate'."""
+    name: str
+    """Run name: its folder under the runs dir (or storage) and its id in the store."""
+    finetune: FinetuneConfig | None = None
+    """The fine-tuning run (its ``out`` and ``sync_to`` are set from name and storage)."""
+    evaluate: EvaluateJobConfig | None = None
+    """The evaluation run."""
+    backend: str = "local"
+    """'local' (this machine) or 'ray' (a Ray cluster's job server)."""
+    address: str | None = None
+    """Ray dashboard address, e.g. http://127.0.0.1:8265 (an SSH tunnel's local end works)."""
+    storage: str | None = None
+    """Where run folders go: a path both sides can read, or an fsspec URL (s3://…); default: this runs dir."""
+    remote_data_dir: str | None = None
+    """Ray: the data folder on the cluster (models, datasets cached there); default: this machine's."""
+    num_gpus: float = 0.0
+    """Ray: GPUs reserved for the job (1 for a 7B QLoRA run)."""
+    num_cpus: float = 1.0
+    """Ray: CPUs reserved for the job."""
+    python: str = "python"
+    """Ray: the Python on the cluster that has the project's requirements."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS:
+            raise ValueError(f"kind must be one of {JOB_KINDS}, got {self.kind!r}")
+        if not NAME_RE.match(self.name or ""):
+            raise ValueError(f"run name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
+                             f"or digit), got {self.name!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "ray" and not ADDRESS_RE.match(self.address or ""):
+            raise ValueError(f"the ray backend needs the cluster's dashboard address as http://HOST:PORT "
+                             f"(default port 8265), got {self.address!r}")
+        if (self.kind == "finetune") != (self.finetune is not None) or \
+                (self.kind == "evaluate") != (self.evaluate is not None):
+            raise ValueError(f"a {self.kind} job needs exactly its own config ({self.kind}=...)")
+        if self.num_gpus < 0 or self.num_cpus <= 0:
+            raise ValueError("num_gpus must be ≥ 0 and num_cpus > 0")
+        if self.kind == "evaluate" and self.storage and storage.is_url(self.storage):
+            raise ValueError("evaluation jobs read the adapter from a shared path; use a path as storage")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("finetune"):
+            d["finetune"] = FinetuneConfig.from_dict(d["finetune"])
+        if d.get("evaluate"):
+            d["evaluate"] = EvaluateJobConfig(**d["evaluate"])
+        return cls(**d)
+
+    @property
+    def preset(self) -> str | None:
+        return self.finetune.preset if self.finetune else None
