@@ -12,9 +12,7 @@ themselves live in interp.target, interp.encoding, interp.interpreters and inter
 from __future__ import annotations
 
 import io
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +23,7 @@ from torch.nn import functional as F
 from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, get_encoder
 from interp.encoding.thresholds import ThresholdSet
 from interp.language import parse_description
-from interp.target.activations import capture_conv1, hooked
+from interp.target.activations import capture_conv1, hooked, single_thread
 from interp.target.cnn import TargetCNN, to_input
 
 
@@ -54,24 +52,6 @@ class Analysis:
         return np.array(list(LETTERS))[self.bins]
 
 
-_THREADS = threading.Lock()
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block; the previous setting is restored after.
-
-    One 28×28 image is far too small to split across threads, and when the other cores are busy
-    (a training job, another session) every parallel region waits for a free core: on the 2-core
-    project machine a forward pass took ~48 ms with 2 threads and ~0.8 ms with 1.
-    """
-    with _THREADS:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 @torch.no_grad()

@@ -170,7 +170,7 @@ def test_an_upload_of_dark_ink_on_grey_paper_becomes_white_on_black(target_model
 
 
 def test_single_thread_restores_the_thread_count(target_model, default_thresholds):
-    from interp.pipeline import single_thread
+    from interp.target.activations import single_thread
 
     before = torch.get_num_threads()
     with single_thread():

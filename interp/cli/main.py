@@ -18,9 +18,9 @@ from interp.data.images import prepare_upload
 from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations, list_encoders
 from interp.encoding.reference import calibrate_default
+from interp.evaluation.baselines import run_majority, run_probe
 from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, evaluate_spec
 from interp.evaluation.metrics import main_metrics
-from interp.interpreters.baselines import run_majority, run_probe
 from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
 from interp.interpreters.finetune import finetune
 from interp.interpreters.models import fetch_model, is_fetched, load_tokenizer

@@ -18,7 +18,7 @@ exactly the text form it was trained on.
 the metrics and the run's config; `metrics_table`, `per_shape_table` and `disagreements` shape
 two stored runs for the Compare page. The base model without fine-tuning (the paper's
 "before" column) is `evaluate` of ``load_interpreter("base:PRESET")``; the other baselines are
-in `interp.interpreters.baselines`.
+in `interp.evaluation.baselines`.
 """
 
 from __future__ import annotations

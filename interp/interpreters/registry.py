@@ -3,7 +3,7 @@
 The app, the evaluator and the tests talk to the small ``Interpreter`` interface; behind it sits the
 paper's text interpreter (`interp.interpreters.text`, with or without its LoRA adapter: the paper's
 before/after), the activation reader (`interp.interpreters.reader`), a fake, or a baseline
-(`interp.interpreters.probe`, `interp.interpreters.baselines`). `load_interpreter` turns a spec (an
+(`interp.interpreters.probe`, `interp.evaluation.baselines`). `load_interpreter` turns a spec (an
 adapter or run folder, ``base:PRESET``) into the right one.
 """
 

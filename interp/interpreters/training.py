@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from interp import storage
 from interp.interpreters.models import fetch_model, load_model, load_tokenizer, resolve_device
 from interp.interpreters.presets import get_preset
-from interp.jobs import storage
 from interp.jsonl import read_manifest
 
 LOSS_ON = ("all", "completion")

@@ -4,6 +4,6 @@
 implements and returns. ``local`` / ``ray_backend``: the two backends; ``registry``: them by name.
 ``command``: the worker's argument vector (and what it needs shipped or seeded first). ``progress``: what a
 run folder says (metrics, logs). ``results``: a finished run recorded in the app's store. ``control``:
-submit, resume, stop, refresh, wait, view, list, logs. ``storage``: paths or fsspec URLs both sides read.
+submit, resume, stop, refresh, wait, view, list, logs.
 ``worker``: the detached process the local backend starts.
 """

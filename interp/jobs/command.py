@@ -10,9 +10,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from interp import storage
 from interp.configs import config_to_argv
 from interp.interpreters.training import resolve_dataset
-from interp.jobs import storage
 from interp.jobs.spec import JobSpec
 from interp.settings import Paths
 from interp.store.db import Store

@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import datetime
 
-from interp.jobs import storage
+from interp import storage
 from interp.jobs.command import command, run_location
 from interp.jobs.progress import JobView, clean_log, read_metrics
 from interp.jobs.registry import BACKENDS

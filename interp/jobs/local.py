@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from interp.jobs import storage
+from interp import storage
 from interp.jobs.backend import Launch
 from interp.settings import ROOT, Paths
 

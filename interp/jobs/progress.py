@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from interp.jobs import storage
+from interp import storage
 from interp.jobs.spec import JobSpec
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interp.jobs import storage
+from interp import storage
 from interp.jobs.command import run_location
 from interp.jobs.spec import JobSpec
 from interp.settings import Paths

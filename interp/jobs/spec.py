@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from interp import storage
 from interp.evaluation.evaluate import EVAL_SETS
 from interp.interpreters.training import FinetuneConfig
-from interp.jobs import storage
 from interp.jobs.registry import BACKENDS
 
 JOB_KINDS = ("finetune", "evaluate")

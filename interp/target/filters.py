@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from interp.pipeline import single_thread
+from interp.target.activations import single_thread
 from interp.target.cnn import TargetCNN, to_input
 
 N_FILTERS = 8

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from interp import storage
 from interp.jobs import control as jobs
-from interp.jobs import storage
 from interp.jobs.spec import TERMINAL, JobSpec
 from interp.store.db import Store
 from tests.jobs.test_control import make_tiny, tiny_finetune

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from interp.jobs import storage
+from interp import storage
 
 
 @pytest.mark.parametrize("as_url", [False, True])

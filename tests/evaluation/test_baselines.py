@@ -12,8 +12,8 @@ import torch
 
 from interp.encoding.encoders import get_encoder
 from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.baselines import MajorityInterpreter, fit_majority, majority_description
 from interp.evaluation.evaluate import evaluate
-from interp.interpreters.baselines import MajorityInterpreter, fit_majority, majority_description
 from interp.interpreters.probe import (
     ProbeConfig,
     ProbeInterpreter,
