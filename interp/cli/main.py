@@ -43,7 +43,6 @@ def _print_json(obj: object) -> None:
 
 @command("setup")
 def cmd_setup(args: argparse.Namespace, paths: Paths) -> int:
-
     for line in ensure_all(paths, fetch_models=not args.no_models):
         print(f"[setup] {line}")
     return 0
@@ -51,7 +50,6 @@ def cmd_setup(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("mnist")
 def cmd_mnist(args: argparse.Namespace, paths: Paths) -> int:
-
     data = load_mnist(paths.data_dir)
     _print_json({"source": data.source, "n_train": len(data.train), "n_test": len(data.test)})
     return 0
@@ -61,7 +59,6 @@ def cmd_mnist(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("target train")
 def cmd_target_train(args: argparse.Namespace, paths: Paths) -> int:
-
     cfg = config_from_args(TargetConfig, args)
     data = load_mnist(paths.data_dir)
     print(f"MNIST from {data.source}: {len(data.train)} train / {len(data.test)} test images")
@@ -74,7 +71,6 @@ def cmd_target_train(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("target eval")
 def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
-
     data = load_mnist(paths.data_dir)
     model = load_target(Path(args.checkpoint) if args.checkpoint else paths.target_dir)
     result = {"accuracy": evaluate_target(model, data.test), "n": len(data.test), "source": data.source}
@@ -89,7 +85,6 @@ def cmd_target_eval(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("parse")
 def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
-
     parsed = parse_description(args.text)
     result = {"counts": parsed.counts, "total": parsed.total, "well_formed": parsed.well_formed}
     if args.json:
@@ -102,8 +97,6 @@ def cmd_parse(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("encode")
 def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
-
-
     if (args.activations is None) == (args.image is None):
         raise ValueError("give exactly one of --activations A.npy or --image PNG")
     thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
@@ -120,7 +113,6 @@ def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("thresholds calibrate")
 def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
-
     tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist)
     if args.json_out:
         tset.save(Path(args.json_out))
@@ -136,7 +128,6 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("thresholds list")
 def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
-
     df = Store(paths.db_path).list_threshold_sets()
     print(df[["name", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
     return 0
@@ -146,7 +137,6 @@ def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("dataset build")
 def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
-
     cfg = config_from_args(DatasetConfig, args)
     manifest = build_dataset_in(paths, cfg)
     print(f"dataset '{cfg.name}' ({manifest['hash']}): {manifest['n_train']} train / {manifest['n_val']} val / "
@@ -157,7 +147,6 @@ def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("dataset stats")
 def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
-
     stats = token_stats(resolve_dataset(args.dataset, paths.datasets_dir),
                         load_tokenizer(args.tokenizer, paths.models_dir), limit=args.limit)
     _print_json(stats)
@@ -166,7 +155,6 @@ def cmd_dataset_stats(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("models list")
 def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
-
     for p in list_presets():
         mark = "fetched" if is_fetched(p.name, paths.models_dir) else "-"
         print(f"{p.name:<14} {mark:<8} lr {p.learning_rate:<8g} batch {p.batch_size}  {p.description}")
@@ -175,14 +163,12 @@ def cmd_models_list(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("models fetch")
 def cmd_models_fetch(args: argparse.Namespace, paths: Paths) -> int:
-
     print(f"{args.name}: {fetch_model(args.name, paths.models_dir)}")
     return 0
 
 
 @command("finetune")
 def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
-
     cfg = config_from_args(FinetuneConfig, args)
     result = finetune(cfg, paths.models_dir, paths.datasets_dir)
     print(f"adapter saved to {result.adapter_dir} after {result.steps} steps")
@@ -191,7 +177,6 @@ def cmd_finetune(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("metrics")
 def cmd_metrics(args: argparse.Namespace, paths: Paths) -> int:
-
     result = main_metrics(Path(args.predictions))
     if args.json:
         _print_json(result)
@@ -225,7 +210,6 @@ def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool)
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
-
     run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
                                     run_id=args.run_id, offset=args.offset, dataset=args.dataset,
                                     progress=not args.json, questions=args.questions)
@@ -235,7 +219,6 @@ def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("baseline majority")
 def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
-
     run_id, metrics = run_majority(paths, args.dataset, mode=args.mode, eval_set=args.set, n=args.n,
                                    offset=args.offset, run_id=args.run_id, progress=not args.json)
     _print_run_metrics(run_id, args.set, metrics, args.json)
@@ -244,8 +227,6 @@ def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("baseline probe")
 def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
-
-
     os.nice(10)  # a side job: a fine-tuning run on the same CPU keeps priority
     cfg = config_from_args(ProbeConfig, args)
     run_id, metrics = run_probe(paths, args.dataset, cfg, eval_set=args.set, n=args.n, offset=args.offset,
@@ -257,7 +238,6 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
     p.add_argument("--offset", type=int, default=0, help="syn_eval seed offset (another disjoint set)")
@@ -266,7 +246,6 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(prog="python -m interp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -288,12 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print {accuracy, n, source} as JSON")
     p.set_defaults(cmd="target eval")
 
-
     p = sub.add_parser("parse", help="parse an interpreter output into shape counts")
     p.add_argument("text", help="the description text, e.g. 'Image with 2 shapes: 1 corner, 1 ellipse'")
     p.add_argument("--json", action="store_true", help="print {counts, total, well_formed} as JSON")
     p.set_defaults(cmd="parse")
-
 
     p = sub.add_parser("encode", help="encode conv1 activations c(a) as text")
     p.add_argument("--activations", help="an .npy file holding a float [8, 14, 14] array")
@@ -313,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(cmd="thresholds calibrate")
     p = th.add_parser("list", help="list the threshold sets in the store")
     p.set_defaults(cmd="thresholds list")
-
 
     ds = sub.add_parser("dataset", help="build D_interpret and report its token counts").add_subparsers(
         dest="dataset_cmd", required=True, metavar="ACTION")
@@ -342,7 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions", required=True, help='JSONL, one {"prediction": text, "truth": text} per line')
     p.add_argument("--json", action="store_true", help="print all metrics as one JSON object")
     p.set_defaults(cmd="metrics")
-
 
     p = sub.add_parser("evaluate", help="describe a held-out set with an interpreter, score and store (§4)")
     p.add_argument("--run", required=True, help="run folder, adapter folder, or base:PRESET (no fine-tuning)")

@@ -87,7 +87,6 @@ def fit_majority(dataset_dir: Path, mode: str = "description") -> MajorityInterp
 
 def _evaluate_baseline(interpreter, kind_config: dict, run_id: str, paths, dataset_dir: Path, eval_set: str,
                        n: int, offset: int, progress: bool, run_path: Path | None = None) -> dict:
-
     es = load_eval_set(eval_set, interpreter, paths, n=n, offset=offset, dataset_dir=dataset_dir)
     return evaluate(interpreter, es.rows, run_id, Store(paths.db_path), batch_size=256, progress=progress,
                     eval_set=eval_set, kind="baseline", path=run_path,

@@ -86,7 +86,6 @@ def fetch_command(preset: str) -> str:
 
 
 def _adapter_choice(adapter: Path, kind: str, label: str, models_dir: Path) -> InterpreterChoice:
-
     try:
         info = read_interpreter_info(adapter)
         tset = ThresholdSet.from_dict(info["threshold_set"]) if info["threshold_set"] else None

@@ -158,7 +158,6 @@ def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
 def metrics_callback(path: Path, total_steps_hint: int, sync_to: str | None = None):
     from transformers import TrainerCallback
 
-
     class JsonlMetrics(TrainerCallback):
         """Appends every log event as one JSON line (line-buffered, so readers see whole lines)."""
 
@@ -224,7 +223,6 @@ class TrainingSetup:
 def prepare_training(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path) -> TrainingSetup:
     """Resolve device/precision/hyper-parameters once, fetch data and model, wrap the model with LoRA."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
 
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -348,7 +346,6 @@ def last_complete_checkpoint(folder: Path) -> str | None:
 
 
 def sync_files(out: Path, sync_to: str | None, *names: str) -> None:
-
     for name in names if sync_to else ():
         if (out / name).exists():
             storage.put(out / name, storage.join(sync_to, name))
