@@ -9,7 +9,6 @@ import torch
 from interp.data.images import ImageError, prepare_drawing
 from interp.encoding.encoders import LETTERS, encode_activations, list_encoders
 from interp.encoding.thresholds import ThresholdSet
-from interp.interpreters.registry import FakeInterpreter
 from interp.pipeline import (
     Analysis,
     analyze_image,
@@ -24,6 +23,7 @@ from interp.pipeline import (
 from interp.settings import ROOT
 from interp.target.activations import image_activations
 from interp.target.cnn import TargetCNN, predict_proba
+from tests.fakes import FakeInterpreter
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,8 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
     decode_s = time.perf_counter() - t0
     result = train_probe(x, y, cfg, val=val, progress=progress)
     out = Path(out) if out else paths.runs_dir / run_id
-    summary = {"dataset": str(dataset_dir), "encoder": encoder, "n_train": len(x), "train_seconds": result.seconds,
+    summary = {"dataset": str(dataset_dir), "encoder": encoder, "threshold_set": tset.to_dict() if tset else None,
+               "n_train": len(x), "train_seconds": result.seconds,
                "decode_seconds": decode_s, "history": result.history}
     save_probe(result.model, cfg, out, summary)
     interpreter = ProbeInterpreter(result.model, cfg, encoder=encoder, thresholds=tset, name=f"probe:{out}")

@@ -18,6 +18,7 @@ import numpy as np
 from interp.data.mnist import load_mnist
 from interp.data.shapes import generate_shapes
 from interp.interpreters.prompt import build_training_text
+from interp.jsonl import read_jsonl
 from interp.language import SHAPES, counts_from_vector, counts_to_vector, format_description
 from interp.pipeline import encode_images
 from interp.store.db import Store
@@ -148,12 +149,7 @@ def build_dataset(cfg: DatasetConfig, model, thresholds, annotations: list[dict]
 
 def token_stats(dataset_dir: Path, tokenizer, split: str = "train", limit: int = 300) -> dict:
     """Tokens per sample (whole text, and the encoding alone) for a tokenizer, over the first rows."""
-    rows = []
-    with open(dataset_dir / f"{split}.jsonl") as fh:
-        for line in fh:
-            rows.append(json.loads(line))
-            if len(rows) >= limit:
-                break
+    rows = read_jsonl(dataset_dir / f"{split}.jsonl", limit)
     whole = np.array([len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"])
                       for r in rows])
     enc = np.array([len(tokenizer(r["encoding"], add_special_tokens=False)["input_ids"]) for r in rows])

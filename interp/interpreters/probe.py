@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from interp.encoding.encoders import get_encoder
+from interp.encoding.thresholds import ThresholdSet
 from interp.jsonl import read_jsonl
 from interp.language import SHAPES, counts_from_vector, format_description
 
@@ -207,6 +208,9 @@ def save_probe(model: ProbeNet, cfg: ProbeConfig, directory: Path, summary: dict
                                                       indent=2, default=float) + "\n")
 
 
+PROBE_WEIGHTS = "model.safetensors"
+
+
 def load_probe(directory: Path) -> tuple[ProbeNet, ProbeConfig, dict]:
     """(model in eval mode, its config, the summary saved with it)."""
     from safetensors.torch import load_file
@@ -232,6 +236,14 @@ class ProbeInterpreter:
     def describe(self, encodings: Sequence[str], max_new_tokens: int = 48) -> list[str]:
         counts = predict_counts(self.model, bins_from_encodings(encodings, self.encoder), self.config.inputs)
         return [format_description(counts_from_vector(c)) for c in counts]
+
+    @classmethod
+    def load(cls, directory: Path) -> "ProbeInterpreter":
+        """A probe saved by `baseline probe`, reading with the encoder and thresholds it was trained on."""
+        model, cfg, summary = load_probe(directory)
+        tset = summary.get("threshold_set")
+        return cls(model, cfg, encoder=summary.get("encoder", "paper"),
+                   thresholds=ThresholdSet.from_dict(tset) if tset else None, name=f"probe:{directory}")
 
     def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                stop_event=None) -> Iterator[str]:

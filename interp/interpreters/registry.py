@@ -2,7 +2,7 @@
 
 The app, the evaluator and the tests talk to the small ``Interpreter`` interface; behind it sits the
 paper's text interpreter (`interp.interpreters.text`, with or without its LoRA adapter: the paper's
-before/after), the activation reader (`interp.interpreters.reader`), a fake, or a baseline
+before/after), the activation reader (`interp.interpreters.reader`) or a baseline
 (`interp.interpreters.probe`, `interp.evaluation.baselines`). `load_interpreter` turns a spec (an
 adapter or run folder, ``base:PRESET``) into the right one.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from interp.encoding.thresholds import ThresholdSet
 from interp.interpreters.models import load_model, load_tokenizer, resolve_device
+from interp.interpreters.probe import PROBE_WEIGHTS, ProbeInterpreter
 from interp.interpreters.reader import READER_FILE, ReaderInterpreter, load_reader
 from interp.interpreters.text import HFInterpreter
 
@@ -35,26 +35,6 @@ class Interpreter(Protocol):
                stop_event: threading.Event | None = None) -> Iterator[str]: ...
 
 
-@dataclass
-class FakeInterpreter:
-    """Answers from a fixed function: for tests and for the app without any model."""
-
-    answer: Any
-    name: str = "fake"
-    encoder: str = "paper"
-    thresholds: Any = None
-
-    def describe(self, encodings: Sequence[str], max_new_tokens: int = 48) -> list[str]:
-        return [self.answer(e) for e in encodings]
-
-    def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
-               stop_event: threading.Event | None = None) -> Iterator[str]:
-        for word in str(self.answer(prompt)).split(" "):
-            if stop_event is not None and stop_event.is_set():
-                return
-            yield word + " "
-
-
 def read_interpreter_info(adapter_dir: Path) -> dict:
     """preset, encoder, threshold set and kind ('text' or 'reader') of an adapter (from its run_config.json)."""
     cfg_path = Path(adapter_dir) / "run_config.json"
@@ -68,9 +48,11 @@ def read_interpreter_info(adapter_dir: Path) -> dict:
 
 
 def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
-    """``spec``: an adapter folder (a run's ``adapter/`` or a shipped one), a run folder, or ``base:PRESET``.
+    """``spec``: an adapter folder (a run's ``adapter/`` or a shipped one), a run folder, a probe folder, or
+    ``base:PRESET``.
 
-    An adapter folder holding a connector (``reader.safetensors``) loads as a `ReaderInterpreter`.
+    An adapter folder holding a connector (``reader.safetensors``) loads as a `ReaderInterpreter`; a folder
+    saved by `baseline probe` (``model.safetensors``) as a `ProbeInterpreter`.
 
     ``base:PRESET`` is the pre-trained model without adapter (the paper's before-fine-tuning column);
     it reads the paper encoding unless a later caller sets ``encoder``.
@@ -81,6 +63,8 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
         preset = spec.split(":", 1)[1]
         model = load_model(preset, models_dir, device=device).eval()
         return HFInterpreter(model, load_tokenizer(preset, models_dir), name=spec, encoder="paper")
+    if (Path(spec) / PROBE_WEIGHTS).exists():
+        return ProbeInterpreter.load(Path(spec))
     adapter = Path(spec)
     if (adapter / "adapter" / "adapter_config.json").exists():
         adapter = adapter / "adapter"

@@ -27,10 +27,10 @@ from interp.evaluation.evaluate import (
 )
 from interp.evaluation.metrics import score_predictions
 from interp.interpreters.dataset import synthetic_images
-from interp.interpreters.registry import FakeInterpreter
 from interp.language import SHAPES
 from interp.settings import ROOT
 from interp.store.db import Store
+from tests.fakes import FakeInterpreter
 
 ROWS = [
     {"source": "synthetic", "index": 0, "encoding": "e0", "description": "Image with 2 shapes: 1 vertical, 1 ellipse"},

@@ -12,9 +12,9 @@ import pytest
 from interp.encoding.thresholds import ThresholdSet
 from interp.interpreters import chat
 from interp.interpreters.prompt import PRESET_QUESTIONS, build_prompt, build_question
-from interp.interpreters.registry import FakeInterpreter
 from interp.settings import Paths
 from interp.store.db import Store
+from tests.fakes import FakeInterpreter
 
 TSET = ThresholdSet("t", [[0.0, 0.1, 0.2, 0.3]] * 8)
 CURVES = PRESET_QUESTIONS["curves"]

@@ -6,12 +6,14 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from interp.interpreters.registry import FakeInterpreter, load_interpreter
+from interp.interpreters.registry import load_interpreter
 from interp.interpreters.text import HFInterpreter, cut_at_stop
 from tests.conftest import tiny_model, tiny_tokenizer
+from tests.fakes import FakeInterpreter
 
 
 @pytest.fixture
@@ -96,3 +98,19 @@ def test_fake_interpreter() -> None:
     fake = FakeInterpreter(lambda e: "Image with 1 shape: 1 corner")
     assert fake.describe(["a", "b"]) == ["Image with 1 shape: 1 corner"] * 2
     assert "".join(fake.stream("q")).strip() == "Image with 1 shape: 1 corner"
+
+
+def test_a_saved_probe_loads_through_the_registry(tmp_path: Path) -> None:
+    from interp.encoding.encoders import get_encoder
+    from interp.encoding.thresholds import ThresholdSet
+    from interp.interpreters.probe import ProbeConfig, ProbeInterpreter, ProbeNet, save_probe
+
+    cfg = ProbeConfig(channels=4, hidden=8)
+    net = ProbeNet(cfg).eval()
+    tset = ThresholdSet(name="own", thresholds=[[0.0, 0.1, 0.2, 0.3]] * 8)
+    save_probe(net, cfg, tmp_path / "probe", {"encoder": "rle", "threshold_set": tset.to_dict()})
+    loaded = load_interpreter(str(tmp_path / "probe"), tmp_path / "no-models")
+    assert isinstance(loaded, ProbeInterpreter) and loaded.encoder == "rle" and loaded.thresholds == tset
+    bins = np.random.default_rng(0).integers(0, 5, (3, 8, 14, 14))
+    encodings = get_encoder("rle").encode_batch(bins)
+    assert loaded.describe(encodings) == ProbeInterpreter(net, cfg, encoder="rle").describe(encodings)

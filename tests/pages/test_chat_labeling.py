@@ -14,10 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from interp.bootstrap import ensure_store
 from interp.interpreters.prompt import PRESET_QUESTIONS, build_prompt
-from interp.interpreters.registry import FakeInterpreter
 from interp.language import SHAPES
 from interp.settings import Paths
 from interp.store.db import Store
+from tests.fakes import FakeInterpreter
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 TIMEOUT = 60  # the first run imports torch and loads MNIST and the target

@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from interp.evaluation.evaluate import evaluate, labelled_rows, syn_eval_seed
 from interp.interpreters.dataset import synthetic_images
-from interp.interpreters.registry import FakeInterpreter
 from interp.store.db import Store
+from tests.fakes import FakeInterpreter
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "compare.py"
 N = 6
