@@ -246,7 +246,7 @@ def _add_eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m interp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="n2w", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("setup", help="fetch data and models, create the store (idempotent)")
