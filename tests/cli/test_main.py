@@ -31,7 +31,7 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture) -> None:
         with pytest.raises(SystemExit) as exit_:
             main([*cmd, "--help"])
         assert exit_.value.code == 0
-        assert "usage: python -m interp" in capsys.readouterr().out
+        assert "usage: n2w" in capsys.readouterr().out
 
 
 def test_target_eval_json_in_a_subprocess() -> None:
