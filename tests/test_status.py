@@ -16,9 +16,12 @@ def test_status_names_the_fix_and_counts_runs_and_jobs(paths) -> None:
 
     list(ensure_store(paths))
     store = Store(paths.db_path)
-    store.upsert_run("r1", "finetune", "smollm2-135m", {}, "succeeded", None)
+    adapter = paths.runs_dir / "r1" / "adapter"  # a trained run is its folder (interp.catalog)
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (paths.runs_dir / "r2").mkdir()  # started, no adapter yet: not a trained run
     store.upsert_job("j1", "r1", "local", {}, "running")
     store.upsert_job("j2", "r1", "local", {}, "failed")
     stages = {s.stage: s for s in pipeline_status(paths)}
     assert stages["Encoding"].ready and "default" in stages["Encoding"].detail
-    assert stages["Interpreter"].detail == "1 fine-tuning run(s) registered; 2 job(s), 1 queued or running"
+    assert stages["Interpreter"].detail == "1 trained run(s) under runs/; 2 job(s), 1 queued or running"

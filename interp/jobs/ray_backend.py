@@ -12,8 +12,9 @@ import shlex
 from interp.jobs.backend import Launch
 from interp.settings import ROOT
 
-EXCLUDES = [".git", ".venv", "data", "runs", "test-artifacts", "**/__pycache__", ".pytest_cache",
-            ".ruff_cache"]
+# Anchored at the project root: a bare "data" would also drop interp/data.
+EXCLUDES = ["/.git", "/.venv", "/data", "/runs", "/test-artifacts", "**/__pycache__", "/.pytest_cache",
+            "/.ruff_cache"]
 # Ray's JobStatus values → ours.
 STATUS = {"PENDING": "queued", "RUNNING": "running", "SUCCEEDED": "succeeded", "FAILED": "failed",
           "STOPPED": "stopped"}

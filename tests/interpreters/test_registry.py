@@ -82,7 +82,7 @@ def test_load_interpreter_reads_adapter_and_its_encoding(tmp_path: Path, tiny_lm
     (adapter / "run_config.json").write_text(json.dumps(
         {"finetune": {"preset": str(base_dir)}, "dataset_manifest": {"encoder": "compact", "threshold_set": tset}}))
     interp = load_interpreter(str(tmp_path / "run"), tmp_path / "models", device="cpu")
-    assert interp.encoder == "compact" and interp.encoding.thresholds.name == "t"
+    assert interp.encoder == "compact" and interp.thresholds.name == "t"
     ids = torch.tensor([[5, 6, 7, 8]])
     torch.testing.assert_close(interp.model(input_ids=ids).logits, peft_model.eval()(input_ids=ids).logits)
     base = load_interpreter(f"base:{base_dir}", tmp_path / "models", device="cpu")

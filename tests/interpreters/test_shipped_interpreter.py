@@ -22,7 +22,7 @@ def test_shipped_adapter_describes_a_held_out_image(target_model) -> None:
         pytest.skip("SmolLM2 not fetched: run `python -m interp models fetch smollm2-135m`")
     interp = load_interpreter(str(ROOT / "assets" / "interpreters" / "smollm2-compact"), models_dir, device="cpu")
     batch = generate_shapes(2, seed=1_000_003)
-    encodings = encode_activations(capture_conv1(target_model, batch.images), interp.encoding.thresholds.as_array(),
+    encodings = encode_activations(capture_conv1(target_model, batch.images), interp.thresholds.as_array(),
                                    encoder=interp.encoder)
     outputs = interp.describe(encodings)
     assert len(outputs) == 2
