@@ -3,13 +3,13 @@
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from interp.data.images import ImageError, prepare_drawing, prepare_upload
+from interp.data.images import FORMAT_NAMES, UPLOAD_EXTENSIONS, ImageError, prepare_drawing, prepare_upload
 from interp.pipeline import analyze_image, next_example
 from pages.common import active_threshold_set, current_image, mnist, set_current_image, target_model
 from pages.figures import probability_bar, upscale
 
 SOURCES = ("Draw", "Upload", "MNIST", "Shapes")
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
+MAX_UPLOAD_MB = int(st.get_option("server.maxUploadSize"))  # .streamlit/config.toml
 
 st.title("Draw & upload")
 st.caption("Give the target CNN an image. Drawings and uploads become MNIST-style inputs the way MNIST was "
@@ -34,15 +34,18 @@ with left:
         except ImageError as exc:
             st.info(str(exc))
     elif source == SOURCES[1]:
-        upload = st.file_uploader("An image of any size and colour", type=UPLOAD_TYPES, key="upload",
-                                  help="PNG, JPEG, BMP, WebP or GIF (first frame). Dark ink on a light "
-                                       "background is inverted.")
+        upload = st.file_uploader(f"An image of any size and colour, at most {MAX_UPLOAD_MB} MB",
+                                  type=list(UPLOAD_EXTENSIONS), key="upload",
+                                  help=f"{FORMAT_NAMES} (first frame). Dark ink on a light background is "
+                                       "inverted.")
+        st.caption(f"A file over {MAX_UPLOAD_MB} MB is refused by the uploader (the reason shows beside "
+                   "its name) and never reaches the app; the file shown before it stays in use.")
         if upload is None:
-            st.info("Upload a PNG, JPEG, BMP, WebP or GIF file.")
+            st.info(f"Upload a {FORMAT_NAMES} file of at most {MAX_UPLOAD_MB} MB.")
         else:
+            # Every message names the file it is about and is drawn anew for the file now in the uploader.
             try:
-                _, image = prepare_upload(upload.getvalue())
-                original = upload.getvalue()  # the file as sent, in its own colours
+                original, image = prepare_upload(upload.getvalue(), max_bytes=MAX_UPLOAD_MB * 2**20)
                 label = f"upload {upload.name}"
             except ImageError as exc:
                 st.error(f"**{upload.name}**: {exc}")
@@ -73,7 +76,9 @@ with right:
     else:
         result = analyze_image(target_model(), image, active_threshold_set())
         c1, c2 = st.columns(2)
-        c1.image(original, caption="Original", width=196)
+        # The prepared 8-bit grey image (white on black), never the file as sent: a 16-bit or CMYK
+        # file cannot be shown as it is.
+        c1.image(original, caption="Grey, white on black" if source == SOURCES[1] else "Original", width=196)
         c2.image(upscale(image), caption="Processed 28×28 (MNIST-style)", width=196)
         st.markdown(f"#### Prediction: **{result.prediction}** · {result.probabilities[result.prediction]:.1%}")
         st.plotly_chart(probability_bar(result.probabilities, height=190), key="input_probs")

@@ -257,3 +257,50 @@ def _acts(model, image):
     from interp.pipeline import analyze_image
 
     return analyze_image(model, image, np.zeros((8, 4))).activations
+
+
+# --- Draw & upload: files that used to break the page ------------------------------------------------
+
+
+def upload_limit_mb() -> int:
+    import tomllib
+
+    return tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+
+
+def test_a_16_bit_grey_png_shows_its_prepared_8_bit_image(app_paths):
+    page = np.full((120, 90), 60000, np.uint16)  # dark ink on light 16-bit paper: mode I;16
+    page[15:105, 40:52] = 1000
+    at = open_page("input")
+    at.segmented_control(key="input_source").set_value("Upload").run()
+    at.file_uploader(key="upload").set_value(("deep.png", png_bytes(page), "image/png")).run()
+    assert not at.exception and not at.error
+    assert "Prediction: **1**" in texts(at)
+    assert "Grey, white on black" in image_captions(at)
+
+
+def test_the_upload_limit_is_said_on_the_page_and_an_oversized_file_is_refused(app_paths):
+    limit = upload_limit_mb()
+    at = open_page("input")
+    at.segmented_control(key="input_source").set_value("Upload").run()
+    assert f"at most {limit} MB" in at.info[0].value  # not only in the uploader's tooltip
+    big = b"\x89PNG\r\n\x1a\n" + bytes(limit * 2**20 + 1)
+    at.file_uploader(key="upload").set_value(("huge.png", big, "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "huge.png" in at.error[0].value
+    assert f"the limit is {limit:.1f} MB" in at.error[0].value
+
+
+def test_a_new_file_replaces_the_message_of_the_last_one(app_paths):
+    at = open_page("input")
+    at.segmented_control(key="input_source").set_value("Upload").run()
+    at.file_uploader(key="upload").set_value(("notes.png", b"not an image", "image/png")).run()
+    assert len(at.error) == 1 and "notes.png" in at.error[0].value
+    at.file_uploader(key="upload").set_value(("one.png", dark_digit_on_white(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert "notes.png" not in texts(at) and "Prediction: **1**" in texts(at)
+    at.file_uploader(key="upload").set_value(("blank.png", png_bytes(np.full((64, 64), 255, np.uint8)),
+                                              "image/png")).run()
+    assert len(at.error) == 1 and "blank.png" in at.error[0].value and "Prediction" not in texts(at)
+    at.file_uploader(key="upload").set_value(None).run()
+    assert not at.error and any("Upload a PNG" in i.value for i in at.info)
