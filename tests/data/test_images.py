@@ -123,10 +123,13 @@ def test_each_advertised_format_decodes():
 
 
 def test_a_file_over_the_limit_is_refused_saying_the_limit():
-    data = encoded(Image.fromarray(stroke_page(0, 255)))
-    with pytest.raises(ImageError, match=r"^The file is \d+ KB; the limit is 1 KB\.$"):
-        prepare_upload(data, max_bytes=1024)
-    assert prepare_upload(data, max_bytes=len(data))[1].max() == 255
+    data = encoded(Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)))
+    assert 4 * 2**10 < len(data) < 2**20
+    with pytest.raises(ImageError, match=r"^The file is \d+ KB; the limit is 2 KB\.$"):
+        prepare_upload(data, max_bytes=2 * 2**10)
+    assert prepare_upload(data, max_bytes=len(data))[1].shape == (28, 28)
+    with pytest.raises(ImageError, match=r"^The file is 10\.5 MB; the limit is 10\.0 MB\.$"):
+        decode_image(bytes(21 * 2**19), max_bytes=10 * 2**20)
 
 
 def test_decompression_bombs_are_refused_before_decoding():
