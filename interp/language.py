@@ -21,7 +21,11 @@ Synonyms the parser accepts (case-insensitive, any spacing):
 - "Image with 3 number of shapes" (the §3.1 template wording), "Number of Shapes: 3"
   and "3 shapes" as the stated total.
 
-Counts must be written in ASCII digits (at most 9 of them); number words are not read.
+Counts must be written in ASCII digits (at most 9 of them) and stand alone as a whole
+non-negative number; number words are not read. A number that is part of a decimal or
+carries a sign ("1.5 corners", "2,5 corners", "-1 corner", "+2 ellipses") is not a count:
+that item is not counted, and the text is not well formed. The same holds for a stated
+total ("Image with 1.5 shapes" states none).
 """
 
 from __future__ import annotations
@@ -138,7 +142,8 @@ _SHAPE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("corner", r"corners?"),
     ("crossing", r"(?:crossings?|cross(?:es)?|intersections?)"),
 )
-_NUMBER = r"(?<![0-9])([0-9]{1,9})(?![0-9])"
+# A count stands alone: not part of a decimal ("1.5", "2,5") nor signed ("-1", "+2").
+_NUMBER = r"(?<![0-9+-])(?<![0-9][.,])([0-9]{1,9})(?![0-9])(?![.,][0-9])"
 _ITEM_RE = re.compile(
     _NUMBER + r"\s*(?:" + "|".join(f"({p})" for _, p in _SHAPE_PATTERNS) + r")(?![a-z])",
     _FLAGS,

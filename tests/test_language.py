@@ -251,3 +251,59 @@ def test_parse_never_raises(text: str) -> None:
 def test_parse_never_raises_on_near_misses(text: str) -> None:
     parse_description(text)
     parse_description(OUTPUT_SIGNIFIER + text)
+
+
+# --- counts are whole non-negative numbers standing alone ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "total"),
+    [
+        ("Image with 1 shape: 1.5 corner", {}, 1),
+        ("Image with 5 shapes: 1.5 corners", {}, 5),
+        ("Image with 1 shape: -1 corner", {}, 1),
+        ("Image with 2 shapes: +2 ellipses", {}, 2),
+        ("Image with 2 shapes: 2,5 corners", {}, 2),
+        ("Image with 3 shapes: 1 corner, 0.5 vertical, 2 ellipses", {"corner": 1, "ellipse": 2}, 3),
+        ("Image with 1.5 shapes: 1 corner", {"corner": 1}, None),
+        ("Image with -2 shapes", {}, None),
+        ("Number of Shapes: -3, 1 corner", {"corner": 1}, None),
+        ("Image with 2 shapes: 1 corner,1 vertical", {"corner": 1, "vertical": 1}, 2),  # a comma is no decimal
+    ],
+)
+def test_decimal_or_signed_numbers_are_not_counts(text: str, expected: dict[str, int], total: int | None) -> None:
+    parsed = parse_description(text)
+    assert nonzero(parsed.counts) == expected
+    assert parsed.total == total
+    assert not parsed.well_formed
+
+
+@settings(max_examples=100)
+@given(st.sampled_from(["-", "+", "1.", "12,", "0."]), st.integers(0, 99), st.sampled_from(SHAPES))
+def test_a_count_with_a_sign_or_a_decimal_point_is_never_read(prefix: str, n: int, shape: str) -> None:
+    parsed = parse_description(f"Image with {n} shapes: {prefix}{n} {shape}")
+    assert parsed.counts[shape] == 0
+    assert not parsed.well_formed
+
+
+large_counts = st.permutations(list(SHAPES)).flatmap(
+    lambda order: st.tuples(*[st.integers(0, 10**8) for _ in order]).map(
+        lambda values: dict(zip(order, values, strict=True))
+    )
+)  # 8 × 10**8 < 10**9: the total still has at most 9 digits, the longest number L reads
+
+
+@settings(max_examples=100)
+@given(large_counts)
+def test_a_formatted_description_parses_back_to_its_counts(counts: dict[str, int]) -> None:
+    parsed = parse_description(format_description(counts))
+    assert parsed.counts == dict(counts)
+    assert parsed.total == sum(counts.values()) and parsed.well_formed
+
+
+@settings(max_examples=100)
+@given(st.text(alphabet="0123456789.,+- Imagewthspcornlv:", max_size=60))
+def test_counts_are_non_negative_ints_whatever_the_text(text: str) -> None:
+    parsed = parse_description(text)
+    assert all(type(v) is int and v >= 0 for v in parsed.counts.values())
+    assert parsed.total is None or (type(parsed.total) is int and parsed.total >= 0)
