@@ -43,6 +43,11 @@ run-on after the description (a "### Input: f…" block, activation characters s
 "1hhhv...", a second "Image with ..." description) is not scored as description text.
 The truth text goes through the same parser, so a canonical truth is compared as is.
 
+The truth must be a description in L: well formed (`ParsedDescription.well_formed`, after an
+optional "### Output:"), with nothing after it. Anything else ("y", "Image with 3 shapes:
+1 corner", a run-on) raises ValueError: a truth that cannot be read would otherwise count as
+"no shapes" and score a garbage prediction as exact.
+
 All values are plain Python floats or ints (JSON-serialisable); fractions lie in 0–1.
 """
 
@@ -59,7 +64,7 @@ from rapidfuzz.distance import Levenshtein
 from rouge_score import rouge_scorer
 
 from interp.jsonl import read_jsonl
-from interp.language import SHAPES, parse_description
+from interp.language import SHAPES, ParsedDescription, parse_description
 
 
 @dataclass(frozen=True)
@@ -116,10 +121,20 @@ def _f1(precision: float, recall: float) -> float:
     return 2 * precision * recall / total if total else 0.0
 
 
+def parse_truth(truth: str) -> ParsedDescription:
+    """A ground-truth description, parsed; ValueError unless it is exactly a description in L."""
+    parsed = parse_description(truth)
+    if not parsed.well_formed or parsed.rest.strip():
+        shown = truth if len(truth) <= 80 else truth[:77] + "..."
+        raise ValueError(f"the truth {shown!r} is not a description in L "
+                         "(e.g. 'Image with 2 shapes: 1 corner, 1 ellipse')")
+    return parsed
+
+
 def score_sample(prediction: str, truth: str) -> SampleScore:
-    """Parse both texts and compare their counts and their text."""
+    """Parse both texts and compare their counts and their text; ValueError if the truth is not in L."""
+    true = parse_truth(truth)
     pred = parse_description(prediction)
-    true = parse_description(truth)
     tp = {s: min(pred.counts[s], true.counts[s]) for s in SHAPES}
     fp = {s: max(pred.counts[s] - true.counts[s], 0) for s in SHAPES}
     fn = {s: max(true.counts[s] - pred.counts[s], 0) for s in SHAPES}
@@ -206,20 +221,27 @@ def score_predictions(pairs: Iterable[tuple[str, str]] | Iterable[Mapping[str, A
     edit_distance, well_formed, tp, fp, fn, per_shape ({shape: {precision, recall, f1, tp,
     fp, fn}}). Definitions and 0/0 conventions are in the module docstring.
     """
-    return aggregate_scores([score_sample(*_pair(item, i)) for i, item in enumerate(pairs)])
+    scores = []
+    for i, item in enumerate(pairs):
+        try:
+            scores.append(score_sample(*_pair(item, i)))
+        except ValueError as err:
+            raise ValueError(str(err) if str(err).startswith("sample ") else f"sample {i}: {err}") from err
+    return aggregate_scores(scores)
 
 
 def _check_prediction_row(row: dict[str, Any]) -> None:
     for key in ("prediction", "truth"):
         if not isinstance(row.get(key), str):
             raise ValueError(f"{key!r} must be a string, got {row.get(key)!r}")
+    parse_truth(row["truth"])
 
 
 def read_predictions_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read `{"prediction": text, "truth": text}` lines (other keys are kept; blank lines skipped).
 
-    A line that is not a JSON object with string "prediction" and "truth" raises ValueError
-    naming the file and the 1-based line number.
+    A line that is not a JSON object with string "prediction" and "truth", or whose truth is
+    not a description in L, raises ValueError naming the file and the 1-based line number.
     """
     return read_jsonl(path, check=_check_prediction_row)
 

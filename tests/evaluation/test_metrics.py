@@ -270,3 +270,31 @@ def test_main_metrics_empty_file(tmp_path: Path) -> None:
     path.write_text("\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no predictions"):
         main_metrics(path)
+
+
+# --- a truth that is not in L is an error, never a match -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "truth",
+    ["y", "", "zzzzhhhv", "Image with 3 shapes: 1 corner", "Image with 1 shape: 1.5 corner",
+     "Image with 1 shape: 1 corner, 1hhhv", "2 vertical lines"],
+)
+def test_a_truth_that_is_not_a_description_is_an_error(truth: str) -> None:
+    with pytest.raises(ValueError, match="not a description in L"):
+        score_sample("x", truth)
+    with pytest.raises(ValueError, match=r"^sample 1: the truth .* is not a description in L"):
+        score_predictions([(CORNER, CORNER), ("x", truth)])
+
+
+def test_garbage_against_garbage_no_longer_scores_as_exact() -> None:
+    with pytest.raises(ValueError, match="'y' is not a description in L"):
+        score_predictions([("x", "y")])
+    assert score_sample("### Output: " + CORNER, "### Output: " + CORNER).exact  # the signifier is fine
+
+
+def test_a_predictions_file_with_a_bad_truth_names_the_line(tmp_path: Path) -> None:
+    good = json.dumps({"prediction": CORNER, "truth": CORNER})
+    path = write_lines(tmp_path / "pred.jsonl", [good, json.dumps({"prediction": "x", "truth": "y"})])
+    with pytest.raises(ValueError, match=r"pred\.jsonl:2: the truth 'y' is not a description in L"):
+        main_metrics(path)
