@@ -27,6 +27,7 @@ from interp.interpreters.training import (
     training_arguments,
 )
 from interp.jsonl import read_jsonl
+from interp.run_lock import run_writer
 
 # --- data ------------------------------------------------------------------------------------
 
@@ -63,9 +64,18 @@ class PadCollator:
 
 def finetune(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress: bool = True,
              callbacks: list | None = None) -> FinetuneResult:
-    """Train LoRA adapters (and, for the reader, its connector) into ``cfg.out``; resumes from the newest checkpoint."""
-    if cfg.interpreter == "reader":
-        return finetune_reader(cfg, models_dir, datasets_dir, progress, callbacks)
+    """Train LoRA adapters (and, for the reader, its connector) into ``cfg.out``; resumes from the newest checkpoint.
+
+    Holds the run folder's writer lock throughout: a second trainer on the same folder raises `RunFolderBusy`.
+    """
+    with run_writer(cfg.out):
+        train = finetune_reader if cfg.interpreter == "reader" else finetune_text
+        return train(cfg, models_dir, datasets_dir, progress, callbacks)
+
+
+def finetune_text(cfg: FinetuneConfig, models_dir: Path, datasets_dir: Path, progress: bool = True,
+                  callbacks: list | None = None) -> FinetuneResult:
+    """The paper's text interpreter: prompt + encoding + description as tokens, trained with Trainer."""
     from transformers import Trainer
 
     setup = prepare_training(cfg, models_dir, datasets_dir)

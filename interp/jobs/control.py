@@ -17,6 +17,7 @@ from interp.jobs.progress import JobView, clean_log, read_metrics
 from interp.jobs.registry import BACKENDS
 from interp.jobs.results import register_run
 from interp.jobs.spec import TERMINAL, JobSpec
+from interp.run_lock import RunFolderBusy, ensure_no_writer
 from interp.settings import Paths
 from interp.store.db import Store
 
@@ -33,6 +34,7 @@ def submit(spec: JobSpec, paths: Paths, store: Store | None = None) -> str:
     for row in store.list_jobs().to_dict("records"):
         if row["spec"].get("name") == spec.name and row["status"] in ("queued", "running"):
             raise ValueError(f"run '{spec.name}' already has a {row['status']} job ({row['id']}); stop it first")
+    _ensure_one_writer(spec, paths)
     job_id = f"{spec.kind[:2]}-{spec.name}-{uuid.uuid4().hex[:6]}"
     record = {**spec.to_dict(), "attempt": 1}
     store.upsert_job(job_id, spec.name, spec.backend, record, "queued", address=spec.address)
@@ -46,10 +48,22 @@ def resume(job_id: str, paths: Paths, store: Store | None = None) -> str:
     if job.status not in ("failed", "stopped"):
         raise ValueError(f"job {job_id} is {job.status}; only a failed or stopped job can be resumed")
     spec = JobSpec.from_dict(job.spec)
+    _ensure_one_writer(spec, paths)
     attempt = int(job.spec.get("attempt", 1)) + 1
     store.update_job(job_id, spec={**spec.to_dict(), "attempt": attempt}, status="queued", finished_at=None,
                      message=None)
     return _launch(job_id, spec, attempt, paths, store)
+
+
+def _ensure_one_writer(spec: JobSpec, paths: Paths) -> None:
+    """A run folder has one trainer at a time (`interp.run_lock`): refuse to start a second one beside it."""
+    location = run_location(spec, paths)
+    if spec.kind != "finetune" or storage.is_url(location):
+        return  # a remote trainer holds its own lock on its machine
+    try:
+        ensure_no_writer(location)
+    except RunFolderBusy as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _launch(job_id: str, spec: JobSpec, attempt: int, paths: Paths, store: Store) -> str:

@@ -2,6 +2,8 @@
 
 The worker (`interp.jobs.worker`) leads its own session, so it outlives a Streamlit rerun or restart;
 it writes the command's exit code to ``exit.json`` in the job folder (``<data>/jobs/<job id>``).
+Its trainer stays in its process group (whose id is the worker's pid) and dies with it; should one
+outlive it all the same, the poll that finds the worker gone kills what is left of the group.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class LocalBackend:
             return "failed", f"exit code {done.get('rc')}"
         if process_alive(job.pid, job.external_id):
             return "running", None
+        kill_group(job.pid, job.external_id)  # a trainer must not go on writing a run folder of a failed job
         return "failed", "the worker process is gone without an exit code (killed, or the machine restarted)"
 
     def logs(self, job, paths) -> str:
@@ -58,6 +61,8 @@ class LocalBackend:
     def stop(self, job, paths) -> None:
         if job.pid and process_alive(job.pid, job.external_id):
             os.killpg(job.pid, signal.SIGTERM)  # the worker leads its own session: it and the trainer
+        else:
+            kill_group(job.pid, job.external_id)
 
 
 def _create_time(pid: int) -> float | None:
@@ -65,6 +70,30 @@ def _create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+
+
+def kill_group(pgid: int | None, external_id: str | None) -> list[int]:
+    """SIGKILL what is left of a dead worker's process group; returns the pids signalled.
+
+    Only processes started since the worker are touched: a process group id names the worker's pid,
+    which the system may have handed to an unrelated process once the whole group was gone.
+    """
+    started = (external_id or "").partition(":")[2]
+    if not pgid or started in ("", "None"):
+        return []  # without the worker's start time nothing tells its group from a later one
+    since = float(started) - 1.0
+    killed = []
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.pid == os.getpid() or os.getpgid(proc.pid) != pgid:
+                continue
+            if proc.info["create_time"] < since:
+                continue
+            proc.kill()
+            killed.append(proc.pid)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    return killed
 
 
 def process_alive(pid: int | None, external_id: str | None) -> bool:

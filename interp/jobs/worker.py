@@ -3,10 +3,15 @@
 Started detached (its own session) by the ``local`` backend, so it outlives the app. It appends the
 command's output to ``log.txt`` and writes ``exit.json`` when the command ends; a worker killed
 outright leaves no ``exit.json``, which the jobs layer reports as a failure.
+
+The command (the trainer) stays in the worker's process group, so stopping the group stops both, and on
+Linux it is told to die with the worker (``PR_SET_PDEATHSIG``): a SIGKILL on the worker alone leaves no
+trainer writing the run folder behind the jobs layer's back.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -26,7 +31,8 @@ def main(folder: Path) -> int:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"[worker] {stamp} attempt {job.get('attempt', 1)}: {' '.join(job['argv'])}\n".encode())
         proc = subprocess.Popen(job["argv"], cwd=job["cwd"], env={**os.environ, **job["env"]},
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent(os.getpid()))
 
         def on_term(signum, frame):
             nonlocal stopped
@@ -41,6 +47,24 @@ def main(folder: Path) -> int:
     tmp.replace(folder / "exit.json")
     register(job, folder)
     return 0
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int):
+    """A ``preexec_fn`` for the child: SIGKILL it when ``parent`` dies (Linux); elsewhere nothing is set."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: the child only calls into it
+
+    def preexec() -> None:
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            os._exit(111)  # cannot promise to die with the worker: do not train at all
+        if os.getppid() != parent:  # the worker died before prctl took effect
+            os._exit(112)
+
+    return preexec
 
 
 def register(job: dict, folder: Path) -> None:

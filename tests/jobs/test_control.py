@@ -1,22 +1,26 @@
-"""Jobs: validated specs, a real tiny fine-tuning job through the local backend, kill → failed → resume."""
+"""Jobs: validated specs, a real tiny fine-tuning job through the local backend, kill → failed → resume
+with one writer per run folder."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from interp.interpreters.training import FinetuneConfig
+from interp.interpreters.training import FinetuneConfig, last_complete_checkpoint
 from interp.jobs import control as jobs
 from interp.jobs.command import command
 from interp.jobs.local import job_dir, process_alive
 from interp.jobs.progress import clean_log, read_metrics
 from interp.jobs.spec import EvaluateJobConfig, JobSpec
+from interp.run_lock import RunFolderBusy, ensure_no_writer, run_writer
 from interp.store.db import Store
 from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
 
@@ -137,30 +141,82 @@ def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None
     assert len(store.get_predictions("tiny-local-eval", "syn_eval")) == 3
 
 
-def test_killed_job_is_reported_failed_and_resumes_from_its_checkpoint(tiny, paths) -> None:
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is dead: it holds no files and no locks)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _loss_steps(run: Path) -> list[int]:
+    """The step of every training-loss row in the run's metrics.jsonl, in file order."""
+    steps = []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "loss" in row:
+            steps.append(row["step"])
+    return steps
+
+
+def test_killed_worker_takes_its_trainer_along_and_resume_has_one_writer(tiny, paths) -> None:
+    """SIGKILL on the worker alone (what the OOM killer does): no trainer survives it, the job is failed,
+    and resume continues from the last complete checkpoint with one trainer writing the run folder."""
     model, data = tiny
     store = Store(paths.db_path)
     spec = JobSpec(kind="finetune", name="tiny-kill",
                    finetune=tiny_finetune(model, data, max_steps=40, save_steps=2, eval_steps=0))
     job_id = jobs.submit(spec, paths, store)
-    checkpoints = paths.runs_dir / "tiny-kill" / "checkpoints"
+    run = paths.runs_dir / "tiny-kill"
     deadline = time.time() + 240
-    while not (checkpoints.exists() and any(checkpoints.glob("checkpoint-*"))) and time.time() < deadline:
-        time.sleep(0.5)
-    assert any(checkpoints.glob("checkpoint-*")), jobs.logs(job_id, paths, store)
+    while last_complete_checkpoint(run / "checkpoints") is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert last_complete_checkpoint(run / "checkpoints"), jobs.logs(job_id, paths, store)
+    worker = psutil.Process(store.get_job(job_id).pid)
+    [trainer] = worker.children()
+    with pytest.raises(RunFolderBusy, match=f"being written by process {trainer.pid}; stop that job first"):
+        ensure_no_writer(run)
 
-    os.killpg(store.get_job(job_id).pid, signal.SIGKILL)  # the machine's OOM killer, say: no exit code
+    os.kill(worker.pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while _alive(trainer.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(trainer.pid), "the trainer outlived its worker"
+    ensure_no_writer(run)  # its lock went with it
+    resume_step = int(Path(last_complete_checkpoint(run / "checkpoints")).name.split("-")[1])
     assert jobs.wait(job_id, paths, timeout=30, store=store) == "failed"
     job = store.get_job(job_id)
     assert "gone without an exit code" in job.message and job.finished_at is not None
     assert store.get_run("tiny-kill").status == "failed"
+    first_run = _loss_steps(run)
+    assert first_run == list(range(1, len(first_run) + 1)) and len(first_run) >= resume_step
 
     jobs.resume(job_id, paths, store)
     assert jobs.wait(job_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(job_id, paths, store)
-    assert "Continuing training from checkpoint" in jobs.logs(job_id, paths, store) or \
-        json.loads((paths.runs_dir / "tiny-kill" / "status.json").read_text())["status"] == "succeeded"
+    # One writer at a time: the first trainer's steps, then the resumed one's from its checkpoint, never mixed.
+    assert _loss_steps(run) == first_run + list(range(resume_step + 1, 41))
     assert jobs.view(job_id, paths, store).step == 40
     assert store.get_job(job_id).spec["attempt"] == 2
+
+
+def test_resume_is_refused_while_a_trainer_still_writes_the_run_folder(tiny, paths) -> None:
+    model, data = tiny
+    store = Store(paths.db_path)
+    spec = JobSpec(kind="finetune", name="tiny-busy", finetune=tiny_finetune(model, data))
+    store.upsert_job("ft-tiny-busy-1", spec.name, "local", {**spec.to_dict(), "attempt": 1}, "failed")
+    run = paths.runs_dir / "tiny-busy"
+    message = f"run folder {run} is being written by process {os.getpid()}; stop that job first"
+    with run_writer(run):  # e.g. a trainer started by hand with `n2w finetune --out runs/tiny-busy`
+        with pytest.raises(ValueError, match=re.escape(message)):
+            jobs.resume("ft-tiny-busy-1", paths, store)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            jobs.submit(JobSpec(kind="finetune", name="tiny-busy", finetune=spec.finetune), paths, store)
+    job = store.get_job("ft-tiny-busy-1")
+    assert job.status == "failed" and job.spec["attempt"] == 1  # nothing was started or changed
+    assert len(store.list_jobs()) == 1
 
 
 def test_stop_marks_the_job_stopped(tiny, paths) -> None:
