@@ -283,10 +283,11 @@ def parse_annotation_csv(data: str | bytes, n_images: int) -> ImportReport:
 
 
 def import_annotations(store: Any, rows: Sequence[ImportRow], image_source: str = IMAGE_SOURCE) -> int:
-    """Save valid rows (an existing label of the same annotator and image is replaced); returns the count."""
-    for r in rows:
-        store.save_annotation(r.annotator, image_source, r.image_index, r.counts, describe_counts(r.counts))
-    return len(rows)
+    """Save valid rows in one transaction, all or none (an existing label of the same annotator and image
+    is replaced); returns the count."""
+    return store.save_annotations([
+        {"annotator": r.annotator, "image_source": image_source, "image_index": r.image_index, "counts": r.counts,
+         "description": describe_counts(r.counts)} for r in rows])
 
 
 # --- rating -----------------------------------------------------------------------------------------------

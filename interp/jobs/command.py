@@ -58,6 +58,4 @@ def seed_eval_store(db: Path, paths: Paths) -> None:
     default = home.get_threshold_set()
     if default is not None:
         job_store.save_threshold_set(default.name, default.thresholds, notes=default.notes, make_default=True)
-    for a in home.list_annotations(image_source="mnist").to_dict("records"):
-        job_store.save_annotation(a["annotator"], a["image_source"], a["image_index"], a["counts"],
-                                  a["description"])
+    job_store.save_annotations(home.list_annotations(image_source="mnist").to_dict("records"))

@@ -160,6 +160,30 @@ def test_annotation_edit_updates_instead_of_duplicating(store: Store, reader: St
         store.save_annotation("ann", "mnist", 6, {"circle": -1}, "x")
 
 
+def _label(who: str, index: int, n: int, text: str = "") -> dict:
+    return {"annotator": who, "image_source": "mnist", "image_index": index, "counts": {"circle": n},
+            "description": text or f"{n} circles"}
+
+
+def test_save_annotations_writes_all_rows_or_none(store: Store, reader: Store) -> None:
+    kept = store.save_annotation("ann", "mnist", 1, {"circle": 9}, "before")
+    rows = [_label("ann", i, i) for i in range(600)]
+    with pytest.raises(duckdb.Error):  # row 500 does not fit the INTEGER column: the database refuses it
+        store.save_annotations([*rows[:500], _label("ann", 2**40, 1), *rows[501:]])
+    with pytest.raises(ValueError, match="non-negative"):  # checked before anything is written
+        store.save_annotations([*rows[:500], _label("ann", 500, -1), *rows[501:]])
+    with pytest.raises(ValueError, match="annotator"):
+        store.save_annotations([*rows[:500], _label(" ", 500, 1)])
+    assert len(reader.list_annotations()) == 1 and reader.get_annotation("ann", "mnist", 1).description == "before"
+
+    assert store.save_annotations([*rows, _label("ann", 3, 7, "the last one wins"), _label("bob", 3, 1)]) == 601
+    assert len(reader.list_annotations()) == 601
+    edited = reader.get_annotation("ann", "mnist", 1)
+    assert edited.id == kept and edited.counts == {"circle": 1} and edited.description == "1 circles"
+    assert reader.get_annotation("ann", "mnist", 3).description == "the last one wins"
+    assert store.save_annotations([]) == 0
+
+
 def test_ratings_round_trip(store: Store, reader: Store) -> None:
     store.save_rating("r", "run1", "mnist", 3, "2 circles", "partial",
                       per_shape={"circle": "correct"}, comment="close")
