@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages.common import store_guard
+
 st.set_page_config(page_title="Neurons to Words", page_icon="🧠", layout="wide")
 
 HERE = Path(__file__).parent
@@ -22,4 +24,5 @@ for group, items in LAYOUT.items():
     if found:
         pages[group] = found
 
-st.navigation(pages).run()
+with store_guard("app_store_retry"):  # any page: the store held by another process is a message, not a traceback
+    st.navigation(pages).run()

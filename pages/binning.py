@@ -57,6 +57,7 @@ def on_slide(f: int) -> None:
             st.session_state[slider_key(f, k)] = draft.thresholds[f][k]
 
 
+@common.unless_store_busy("The threshold set was not switched")
 def on_choose() -> None:
     name = st.session_state[ACTIVE]
     record = common.store().get_threshold_set(name)
@@ -75,18 +76,21 @@ def on_reset_all() -> None:
               st.session_state[BASE])
 
 
+@common.unless_store_busy("Your edits were not discarded")
 def on_discard() -> None:
     record = common.store().get_threshold_set(st.session_state[BASE])
     if record is not None:
         set_draft(to_set(record), record.name)
 
 
+@common.unless_store_busy("The default threshold set was not changed")
 def on_make_default() -> None:
     name = st.session_state[BASE]
     common.store().set_default_threshold_set(name)
     flash("top", "success", f"'{name}' is now the default threshold set.")
 
 
+@common.unless_store_busy("Your threshold set was NOT saved (your edits are kept: press Save again)")
 def on_save() -> None:
     name = st.session_state.get("binning_save_name", "").strip()
     draft: ThresholdSet = st.session_state[DRAFT]
@@ -118,20 +122,21 @@ st.caption("§3.2 writes every conv1 activation a as one letter: z if a ≤ t1, 
            "filter's distribution over a reference set (1,000 generated shapes + 1,000 MNIST training digits), "
            "move them, and watch the current image's encoding change.")
 
-store = common.store()
-sets = store.list_threshold_sets()
-if sets.empty:
-    st.error("No threshold set in the store: run `python -m interp setup`.")
-    st.stop()
-names = sets["name"].tolist()
-default_name = next((n for n, d in zip(sets["name"], sets["is_default"], strict=True) if d), names[0])
-active_name = st.session_state.get(common.THRESHOLDS_KEY)
-if active_name not in names:
-    active_name = default_name
-if st.session_state.get(BASE) != active_name or DRAFT not in st.session_state:
-    set_draft(to_set(store.get_threshold_set(active_name)), active_name)
-draft: ThresholdSet = st.session_state[DRAFT]
-saved = to_set(store.get_threshold_set(active_name))
+with common.store_guard():  # another process holding the store: a message and Retry, not a traceback
+    store = common.store()
+    sets = store.list_threshold_sets()
+    if sets.empty:
+        st.error("No threshold set in the store: run `python -m interp setup`.")
+        st.stop()
+    names = sets["name"].tolist()
+    default_name = next((n for n, d in zip(sets["name"], sets["is_default"], strict=True) if d), names[0])
+    active_name = st.session_state.get(common.THRESHOLDS_KEY)
+    if active_name not in names:
+        active_name = default_name
+    if st.session_state.get(BASE) != active_name or DRAFT not in st.session_state:
+        set_draft(to_set(store.get_threshold_set(active_name)), active_name)
+    draft: ThresholdSet = st.session_state[DRAFT]
+    saved = to_set(store.get_threshold_set(active_name))
 
 # Active set: what every other page encodes with.
 c_set, c_default, c_info = st.columns([2, 1, 3], vertical_alignment="bottom")

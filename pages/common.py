@@ -2,9 +2,17 @@
 
 Shared across pages through ``st.session_state``: the current image (uint8 [28, 28]) with a
 label saying where it came from, and the name of the active threshold set.
+
+While another process holds the DuckDB file, store calls raise `StoreLockedError`: a page runs its
+store work inside `store_guard()` (a message and a Retry button instead of a traceback), and a callback
+whose write failed leaves the user's input as it is and says so with `note_store_busy`.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
@@ -51,6 +59,59 @@ def store():
     from interp.store.db import Store
 
     return Store(paths().db_path)
+
+
+STORE_BUSY_NOTE_KEY = "store_busy_note"
+
+
+def store_busy_message(exc) -> str:
+    """What a `StoreLockedError` means for the user, in one paragraph."""
+    holder = f"process {exc.holder_pid}" if exc.holder_pid else "another process"
+    return (f"The store is busy: {holder} holds `{exc.path}` (waited {exc.waited:g} s). DuckDB lets one "
+            "process at a time open the file, so this page can read and save again once that process lets go "
+            "(a script or notebook with the file open, or a job recording its results). Nothing you entered "
+            "here is lost: press Retry then.")
+
+
+def note_store_busy(what: str, exc) -> None:
+    """From a callback whose store call failed: the page's next run says that ``what`` did not happen."""
+    st.session_state[STORE_BUSY_NOTE_KEY] = f"{what}. {store_busy_message(exc)}"
+
+
+def unless_store_busy(what: str):
+    """Decorate a widget callback that uses the store (reading or writing before it changes any state):
+    when the store is busy it stops there, and the page's next run says that ``what`` did not happen."""
+    def decorate(callback):
+        @functools.wraps(callback)
+        def run(*args, **kwargs):
+            from interp.store.core import StoreLockedError
+
+            try:
+                return callback(*args, **kwargs)
+            except StoreLockedError as exc:
+                note_store_busy(what.format(*args, **kwargs), exc)
+                return None
+
+        return run
+
+    return decorate
+
+
+@contextmanager
+def store_guard(key: str = "store_retry") -> Iterator[None]:
+    """Run a page's (or a fragment's) store work; while another process holds the store, show why with a
+    Retry button and stop this run cleanly: widget values stay in the session, nothing is cleared.
+    Also usable as a decorator (``@store_guard("key")``)."""
+    from interp.store.core import StoreLockedError
+
+    if note := st.session_state.pop(STORE_BUSY_NOTE_KEY, None):
+        st.error(note, icon="💾")
+    try:
+        yield
+    except StoreLockedError as exc:
+        st.error(store_busy_message(exc), icon="⏳")
+        st.button("Retry", key=key, type="primary")
+        st.stop()
 
 
 def current_image() -> tuple[np.ndarray, str]:

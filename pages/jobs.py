@@ -15,7 +15,8 @@ from interp.interpreters.presets import get_preset, list_presets
 from interp.interpreters.training import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
 from interp.jobs import control as jobs
 from interp.jobs.spec import EvaluateJobConfig, JobSpec
-from pages.common import paths, store
+from interp.store.db import StoreLockedError
+from pages.common import paths, store, store_busy_message, store_guard
 from pages.figures import loss_curve
 
 DEFAULT_RAY_ADDRESS = os.environ.get("N2W_RAY_ADDRESS", "http://127.0.0.1:8265")
@@ -47,6 +48,9 @@ def submit(spec_kwargs: dict) -> None:
     except (ValueError, OSError) as exc:
         st.error(f"Not submitted: {exc}")
         return
+    except StoreLockedError as exc:  # the form keeps its values: submit again once the store is free
+        st.error(f"Not submitted. {store_busy_message(exc)}")
+        return
     st.session_state["jobs_select_next"] = job_id  # applied before the job picker is drawn
     st.success(f"Submitted {job_id}.")
 
@@ -59,9 +63,12 @@ st.caption("Fine-tune an interpreter with LoRA / QLoRA (§3.3) as a job: on this
 INTERPRETER_LABELS = {"text": "text", "reader": "activation reader"}
 CONFIG = FinetuneConfig(dataset="", out="")  # the form starts at the CLI's defaults: one source for both
 
+with store_guard():  # another process holding the store: a message and Retry, not a traceback
+    job_records = store().list_jobs()
+
 # --- a new job --------------------------------------------------------------------------------
 datasets = dataset_names()
-with st.expander("New fine-tuning job", expanded=not len(store().list_jobs())):
+with st.expander("New fine-tuning job", expanded=not len(job_records)):
     if not datasets:
         st.info("No dataset yet. Build one first, e.g.\n\n"
                 "    python -m interp dataset build --name compact-15k --encoder compact")
@@ -204,6 +211,7 @@ def job_detail(v) -> None:
         st.page_link("pages/chat.py", label="Chat with this interpreter", icon="💬")
 
 
+@store_guard("jobs_store_retry")
 def jobs_panel() -> None:
     views = jobs.list_views(paths(), store())
     if not views:
@@ -224,5 +232,6 @@ def jobs_panel() -> None:
 
 
 st.header("Jobs")
-active = any(s in ACTIVE for s in store().list_jobs()["status"])
+with store_guard():  # re-read: a job submitted above makes the panel refresh itself
+    active = any(s in ACTIVE for s in store().list_jobs()["status"])
 st.fragment(jobs_panel, run_every=3 if active else None)()

@@ -9,6 +9,7 @@ a connection is never kept on the object.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,18 @@ _LOCK_MESSAGE = "Could not set lock"
 
 
 class StoreLockedError(RuntimeError):
-    """Another process held the database file for longer than the lock timeout."""
+    """Another process held the database file for longer than the lock timeout.
+
+    ``path`` is the file, ``holder_pid`` the holding process when DuckDB names it (else None).
+    """
+
+    def __init__(self, path: Path, waited: float, detail: str = "") -> None:
+        self.path = Path(path)
+        self.waited = waited
+        pid = re.search(r"PID (\d+)", detail)
+        self.holder_pid = int(pid.group(1)) if pid else None
+        super().__init__(f"another process holds the database {self.path} (waited {waited:g} s); DuckDB "
+                         f"allows one process per file: close that process or wait for it to finish. ({detail})")
 
 
 def dumps(value: Any) -> str | None:
@@ -76,10 +88,7 @@ class StoreBase:
                 if _LOCK_MESSAGE not in str(e):
                     raise
                 if time.monotonic() >= deadline:
-                    raise StoreLockedError(
-                        f"another process holds the database {self.path} (waited "
-                        f"{self.lock_timeout:g} s); DuckDB allows one process per file: "
-                        f"close that process or wait for it to finish. ({e})") from e
+                    raise StoreLockedError(self.path, self.lock_timeout, str(e)) from e
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         try:

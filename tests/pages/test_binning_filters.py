@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from interp.bootstrap import ensure_store
 from interp.settings import Paths
 from interp.store.db import Store
+from tests.pages.store_busy import HOLDER_PID, store_refused
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 TIMEOUT = 90  # the first run computes the reference set (MNIST + shapes through the target): ~10 s here
@@ -154,6 +155,28 @@ def test_binning_reset_discard_and_bad_name(store_path: Path) -> None:
     next(b for b in at.button if b.label == "Save as named set").click().run()
     assert any("Not saved" in e.value and "non-empty name" in e.value for e in at.error)
     assert Store(store_path).list_threshold_sets()["name"].tolist() == ["default"]
+
+
+def test_binning_save_while_the_store_is_busy_keeps_the_edits(store_path: Path) -> None:
+    at = _page("binning")
+    t = Store(store_path).get_threshold_set().thresholds[0]
+    at.slider(key="binning_t4_f0").set_value(t[2]).run()
+    at.text_input(key="binning_save_name").input("kept")
+    with store_refused():
+        next(b for b in at.button if b.label == "Save as named set").click().run()
+        assert not at.exception, at.exception
+        errors = "\n".join(e.value for e in at.error)
+        assert "Your threshold set was NOT saved (your edits are kept" in errors
+        assert f"The store is busy: process {HOLDER_PID} holds" in errors
+    at.button(key="store_retry").click().run()
+    assert not at.exception and not at.error
+    assert _sliders(at, 0) == pytest.approx([t[0], t[1], t[2], t[2]])
+    assert any("Unsaved edits to filter 0" in w.value for w in at.warning)
+    assert at.text_input(key="binning_save_name").value == "kept"
+    assert Store(store_path).get_threshold_set("kept") is None
+
+    next(b for b in at.button if b.label == "Save as named set").click().run()
+    assert Store(store_path).get_threshold_set("kept").thresholds[0] == pytest.approx([t[0], t[1], t[2], t[2]])
 
 
 # --- Filters --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from interp.language import SHAPES
 from interp.settings import Paths
 from interp.store.db import Store
 from tests.fakes import FakeInterpreter
+from tests.pages.store_busy import HOLDER_PID, store_held, store_refused
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 TIMEOUT = 60  # the first run imports torch and loads MNIST and the target
@@ -294,3 +295,48 @@ def test_rating_agreement_and_import(app_paths: Paths) -> None:
     at.button(key="lab_import_go").click().run()
     assert any("Imported 1 annotations" in s.value for s in at.success)
     assert Store(app_paths.db_path).get_annotation("carol", "mnist", 5).description == "Image with 1 shape: 1 vertical"
+
+
+# --- the store held by another process ------------------------------------------------------------------------
+
+def test_save_while_another_process_holds_the_store_keeps_the_label(app_paths: Paths) -> None:
+    at = page("labeling", {"lab_annotator": "alice"})
+    set_counts(at, corner=2, crossing=1)
+    with store_held(app_paths.db_path) as pid:
+        at.button(key="lab_save").click().run()
+        assert not at.exception, at.exception
+        errors = "\n".join(e.value for e in at.error)
+        assert "Image #0 was NOT saved" in errors and "your counts are still in the form" in errors
+        assert f"The store is busy: process {pid} holds" in errors and str(app_paths.db_path) in errors
+        assert at.button(key="store_retry").label == "Retry"
+        assert at.session_state["lab_n_corner"] == 2 and at.session_state["lab_n_crossing"] == 1
+
+    at.button(key="store_retry").click().run()
+    assert not at.exception and not at.error
+    assert at.get("image")[0].proto.imgs[0].caption.startswith("MNIST test #0 ")
+    assert at.number_input(key="lab_n_corner").value == 2 and at.number_input(key="lab_n_crossing").value == 1
+    assert Store(app_paths.db_path).list_annotations().empty
+
+    at.button(key="lab_save").click().run()
+    assert any("Saved image #0" in s.value for s in at.success)
+    got = Store(app_paths.db_path).get_annotation("alice", "mnist", 0)
+    assert got.counts == {**dict.fromkeys(SHAPES, 0), "corner": 2, "crossing": 1}
+
+
+def test_every_store_call_of_the_labeling_page_is_guarded(app_paths: Paths) -> None:
+    """With the store refusing every connection, each callback says what did not happen and the page shows
+    the message with Retry, never a traceback; Retry once the store is free brings the page back."""
+    store = Store(app_paths.db_path)
+    store.upsert_run("eval-tiny", "evaluate", "smollm2-135m", {}, "succeeded", None)
+    store.save_predictions("eval-tiny", "mnist_eval", [{"sample_index": 7, "prediction": "Image with 0 shapes"}])
+    at = page("labeling", {"lab_annotator": "ann"})
+    for key, note in (("lab_skip", "Image #1 was not opened"), ("rate_correct", "Your verdict was not saved"),
+                      ("lab_save", "Image #0 was NOT saved")):
+        with store_refused():
+            at.button(key=key).click().run()
+            assert not at.exception, (key, at.exception)
+            errors = "\n".join(e.value for e in at.error)
+            assert note in errors and f"The store is busy: process {HOLDER_PID} holds" in errors, key
+        at.button(key="store_retry").click().run()
+        assert not at.exception and not at.error, key
+    assert store.list_ratings().empty and store.list_annotations().empty

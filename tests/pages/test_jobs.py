@@ -12,6 +12,7 @@ from interp.interpreters.training import READER_DEFAULTS, FinetuneConfig
 from interp.jobs import control as jobs
 from interp.store.db import Store
 from tests.jobs.test_control import make_tiny, stop_all
+from tests.pages.store_busy import HOLDER_PID, store_refused
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
@@ -141,3 +142,46 @@ def test_bad_run_name_and_unreachable_cluster_are_errors_not_jobs(tiny_env) -> N
     assert any("could not start" in e.value for e in at.error)
     job = Store(paths.db_path).list_jobs().iloc[0]
     assert job["status"] == "failed"
+
+
+def test_a_busy_store_is_a_message_with_retry_and_the_form_keeps_its_values(tiny_env) -> None:
+    paths, model = tiny_env
+    at = fill_form(open_page(), model, "tiny-busy")
+    with store_refused():
+        submit_button(at).click()
+        run(at)
+        errors = "\n".join(e.value for e in at.error)
+        assert f"The store is busy: process {HOLDER_PID} holds" in errors and str(paths.db_path) in errors
+        assert at.button(key="store_retry").label == "Retry"
+    at.button(key="store_retry").click()
+    run(at)
+    assert not at.error and any("No jobs yet" in i.value for i in at.info)
+    assert at.text_input(key="jobs_name").value == "tiny-busy" and at.number_input(key="jobs_steps").value == 4
+    assert len(Store(paths.db_path).list_jobs()) == 0  # nothing half-submitted
+
+
+def test_a_busy_store_inside_the_jobs_panel_is_a_message_with_retry(tiny_env) -> None:
+    """The panel is a fragment (it refreshes itself every 3 s): it has its own guard and Retry button."""
+    paths, model = tiny_env
+    from interp.jobs.spec import JobSpec
+    from interp.store.db import StoreLockedError
+    from tests.jobs.test_control import tiny_finetune
+
+    store = Store(paths.db_path)
+    spec = JobSpec(kind="finetune", name="tiny-listed", finetune=tiny_finetune(model, paths.datasets_dir / "ds-tiny"))
+    store.upsert_job("ft-tiny-listed-1", spec.name, "local", {**spec.to_dict(), "attempt": 1}, "failed")
+    at = open_page()
+    assert at.dataframe[0].value.loc[0, "job"] == "ft-tiny-listed-1"
+
+    def busy(*args, **kwargs):
+        raise StoreLockedError(paths.db_path, 5.0, f"Conflicting lock is held in python (PID {HOLDER_PID})")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jobs, "resume", busy)  # the store goes busy between the page's first read and the click
+        next(b for b in at.button if b.label == "Resume").click()
+        run(at)
+        assert any(f"The store is busy: process {HOLDER_PID} holds" in e.value for e in at.error)
+        assert at.button(key="jobs_store_retry").label == "Retry"
+    at.button(key="jobs_store_retry").click()
+    run(at)
+    assert not at.error and store.get_job("ft-tiny-listed-1").status == "failed"
