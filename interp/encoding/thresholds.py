@@ -31,13 +31,13 @@ Row = tuple[float, float, float, float]
 def validate_thresholds(thresholds: object) -> np.ndarray:
     """Check a [8, 4] table of t1..t4 per filter; return it as float64, or raise ValueError.
 
-    Rules: exactly 8 rows of 4 real numbers (not strings or booleans), all finite, t1 ≥ 0 and
+    Rules: exactly 8 rows of 4 real numbers (not strings, booleans or null), all finite, t1 ≥ 0 and
     t1 ≤ t2 ≤ t3 ≤ t4 per filter (ties allowed: an empty bin is legal). Errors name the filter,
     e.g. ``filter 3: thresholds must be non-decreasing (t2=0.5 > t3=0.4)``.
     """
     try:
         arr = np.asarray(thresholds, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int beyond float range
         if isinstance(thresholds, Sequence) and not isinstance(thresholds, str):
             for f, row in enumerate(thresholds):  # ragged table: name the odd row
                 if isinstance(row, Sequence) and len(row) != N_THRESHOLDS:
@@ -49,7 +49,7 @@ def validate_thresholds(thresholds: object) -> np.ndarray:
             f"got {list(arr.shape)}"
         )
     for f, row in enumerate(thresholds):  # the float64 conversion above accepts "0.5" and True
-        bad = [f"t{k + 1}={v!r}" for k, v in enumerate(row) if isinstance(v, (str, bytes, bool, np.bool_))]
+        bad = [f"t{k + 1}={v!r}" for k, v in enumerate(row) if v is None or isinstance(v, (str, bytes, bool, np.bool_))]
         if bad:
             raise ValueError(f"filter {f}: thresholds must be numbers ({', '.join(bad)})")
     for f, row in enumerate(arr):
@@ -90,18 +90,57 @@ class ThresholdSet:
         return {"name": self.name, "thresholds": [list(row) for row in self.thresholds], "notes": self.notes}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ThresholdSet":
+    def from_dict(cls, d: object) -> "ThresholdSet":
+        """A set from ``{"name": str, "thresholds": [8 × 4 numbers], "notes": str (optional)}``.
+
+        Anything else raises ValueError saying what is wrong (never KeyError or TypeError).
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"a threshold set must be a JSON object with keys 'name' and 'thresholds', "
+                             f"got {_json_type(d)}")
         unknown = set(d) - {"name", "thresholds", "notes"}
         if unknown:
             raise ValueError(f"unknown threshold-set keys: {sorted(unknown)}")
-        return cls(name=str(d["name"]), thresholds=d["thresholds"], notes=str(d.get("notes", "")))
+        missing = [k for k in ("name", "thresholds") if k not in d]
+        if missing:
+            raise ValueError(f"a threshold set needs the keys 'name' and 'thresholds'; missing: {', '.join(missing)}")
+        if not isinstance(d["name"], str) or not d["name"].strip():
+            raise ValueError(f"'name' must be a non-empty string, got {d['name']!r}")
+        notes = d.get("notes", "")
+        if notes is None:
+            notes = ""
+        if not isinstance(notes, str):
+            raise ValueError(f"'notes' must be a string, got {_json_type(notes)}")
+        return cls(name=d["name"], thresholds=d["thresholds"], notes=notes)
 
     def save(self, path: Path | str) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path | str) -> "ThresholdSet":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A set from a JSON file; a malformed file raises ValueError naming the file and the fault."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a threshold-set JSON file (not UTF-8 text)") from exc
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # also a 5,000-digit number, or lists nested 10⁵ deep
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else (
+                "nested too deeply" if isinstance(exc, RecursionError) else str(exc))
+            raise ValueError(f"{path}: not valid JSON ({why})") from exc
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+def _json_type(value: object) -> str:
+    """How a JSON value's type reads in a message: 'a list', 'a string', 'null'..."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def calibrate_thresholds(

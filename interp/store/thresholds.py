@@ -61,10 +61,24 @@ class ThresholdSets(StoreBase):
 
 
 def resolve_threshold_set(spec: str | None, db_path: Path) -> ThresholdSet:
-    """A ThresholdSet from a JSON file, a set's name in the store, or (None) the store's default."""
-    if spec and Path(spec).exists():
-        return ThresholdSet.load(Path(spec))
+    """A ThresholdSet from a JSON file, a set's name in the store, or (None) the store's default.
+
+    Every fault is one ValueError saying what is wrong: a malformed file names the file and the
+    fault (`ThresholdSet.load`), a missing ``*.json`` file is not looked up as a name.
+    """
+    if spec:
+        path = Path(spec)
+        if path.is_dir():
+            raise ValueError(f"{spec} is a folder, not a threshold-set JSON file")
+        if path.exists():
+            return ThresholdSet.load(path)
+        if path.suffix.lower() == ".json":
+            raise ValueError(f"threshold-set file {spec} not found")
     record = ThresholdSets(db_path).get_threshold_set(spec)  # this table is all it reads
     if record is None:
-        raise ValueError(f"no threshold set {spec or '(default)'}: give a JSON file or run `python -m interp setup`")
-    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+        raise ValueError(f"no threshold set {spec or '(default)'} in the store: give a JSON file or a stored "
+                         "set's name (`python -m interp thresholds list`), or run `python -m interp setup`")
+    try:
+        return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+    except ValueError as exc:
+        raise ValueError(f"threshold set {record.name!r} in the store {db_path}: {exc}") from exc

@@ -164,3 +164,78 @@ def test_bin_occupancy_hand_case_and_errors():
         bin_occupancy(bins + 5)
     with pytest.raises(ValueError, match=r"\[n, 8, 14, 14\]"):
         bin_occupancy(np.zeros((2, 7, 14, 14), np.int8))
+
+
+# --- malformed threshold files: one clear ValueError naming the file --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps(GOOD), r"must be a JSON object with keys 'name' and 'thresholds', got a list"),
+        (json.dumps("GOOD"), r"must be a JSON object .* got a string"),
+        ("null", r"must be a JSON object .* got null"),
+        (json.dumps({"thresholds": GOOD}), r"missing: name$"),
+        (json.dumps({"name": "x"}), r"missing: thresholds$"),
+        (json.dumps({"name": 3, "thresholds": GOOD}), r"'name' must be a non-empty string, got 3"),
+        (json.dumps({"name": True, "thresholds": GOOD}), r"'name' must be a non-empty string, got True"),
+        (json.dumps({"name": "x", "thresholds": GOOD, "notes": ["a"]}), r"'notes' must be a string, got a list"),
+        (json.dumps({"name": "x", "thresholds": [["0", "0.1", "0.2", "0.3"]] * 8}), r"filter 0: thresholds must be numbers"),
+        (json.dumps({"name": "x", "thresholds": [[False, True, True, True]] * 8}), r"filter 0: thresholds must be numbers"),
+        (json.dumps({"name": "x", "thresholds": _with(6, [0.0, None, 0.2, 0.3])}), r"filter 6: .*\(t2=None\)"),
+        ('{"name": "x", "thresholds": [[0, 1' + "0" * 400 + ', 2, 3]]}', r"numbers in an \[8, 4\] table"),
+        (json.dumps({"name": "x", "thresholds": GOOD, "typo": 1}), r"unknown threshold-set keys: \['typo'\]"),
+        ('{"name": "x", ', r"not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, r"not valid JSON \(nested too deeply\)"),
+    ],
+)
+def test_a_malformed_threshold_file_names_the_file_and_the_fault(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        ThresholdSet.load(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_a_binary_threshold_file_is_a_value_error(tmp_path):
+    (tmp_path / "t.json").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ValueError, match=r"t\.json: not a threshold-set JSON file \(not UTF-8 text\)"):
+        ThresholdSet.load(tmp_path / "t.json")
+
+
+def test_resolve_threshold_set_names_the_bad_file(tmp_path):
+    from interp.store.thresholds import resolve_threshold_set
+
+    db = tmp_path / "never-opened.duckdb"
+    (tmp_path / "list.json").write_text(json.dumps(GOOD))
+    with pytest.raises(ValueError, match=r"list\.json: a threshold set must be a JSON object"):
+        resolve_threshold_set(str(tmp_path / "list.json"), db)
+    with pytest.raises(ValueError, match=r"threshold-set file .*missing\.json not found"):
+        resolve_threshold_set(str(tmp_path / "missing.json"), db)
+    with pytest.raises(ValueError, match="is a folder, not a threshold-set JSON file"):
+        resolve_threshold_set(str(tmp_path), db)
+    assert not db.exists()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=9) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=40,
+)
+threshold_like = st.fixed_dictionaries(
+    {"name": json_values, "thresholds": st.lists(st.lists(json_values | st.floats(0, 1), min_size=3, max_size=5),
+                                                 min_size=7, max_size=9)},
+    optional={"notes": json_values},
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(json_values, threshold_like))
+def test_any_json_is_a_threshold_set_or_a_value_error(value):
+    try:
+        ts = ThresholdSet.from_dict(value)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    assert isinstance(ts.name, str) and ts.as_array().shape == (8, 4)
+    assert ThresholdSet.from_dict(json.loads(json.dumps(ts.to_dict()))) == ts
