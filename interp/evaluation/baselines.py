@@ -27,6 +27,7 @@ from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe
 from interp.interpreters.training import resolve_dataset
 from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, format_description
+from interp.names import safe_name
 from interp.store.db import Store
 
 MAJORITY_MODES = ("description", "per_shape")
@@ -114,6 +115,8 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     encoder, tset = dataset_settings(dataset_dir)
     run_id = run_id or f"probe-{dataset_dir.name}"
+    if out is None:  # the run id becomes runs/<run id>: one folder, never a path out of runs/
+        safe_name("run id", run_id)
     t0 = time.perf_counter()
     x, y = dataset_bins(dataset_dir, "train", encoder)
     val = dataset_bins(dataset_dir, "val", encoder) if (dataset_dir / "val.jsonl").exists() else None

@@ -20,6 +20,7 @@ from interp.data.shapes import generate_shapes
 from interp.interpreters.prompt import build_training_text
 from interp.jsonl import read_jsonl
 from interp.language import SHAPES, counts_from_vector, counts_to_vector, format_description
+from interp.names import safe_name
 from interp.pipeline import encode_images
 from interp.store.db import Store
 from interp.store.thresholds import resolve_threshold_set
@@ -54,8 +55,7 @@ class DatasetConfig:
             raise ValueError("n_synthetic must be ≥ 0")
         if not (0 <= self.val_share < 1 and 0 <= self.test_share < 1 and self.val_share + self.test_share < 1):
             raise ValueError("val_share and test_share must be in [0, 1) and sum below 1")
-        if not self.name or "/" in self.name:
-            raise ValueError("name must be a plain folder name")
+        safe_name("dataset name", self.name)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,11 +15,11 @@ from interp import storage
 from interp.evaluation.evaluate import EVAL_SETS
 from interp.interpreters.training import FinetuneConfig
 from interp.jobs.registry import BACKENDS
+from interp.names import is_safe_name, safe_name
 
 JOB_KINDS = ("finetune", "evaluate")
 TERMINAL = ("succeeded", "failed", "stopped")
 STATUSES = ("queued", "running", *TERMINAL)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ADDRESS_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
 
 
@@ -43,7 +43,7 @@ class EvaluateJobConfig:
             raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {self.eval_set!r}")
         if self.n < 1 or self.batch_size < 1:
             raise ValueError("n and batch_size must be ≥ 1")
-        if not (self.run.startswith("base:") or NAME_RE.match(self.run)):
+        if not (isinstance(self.run, str) and (self.run.startswith("base:") or is_safe_name(self.run))):
             raise ValueError(f"run must be a run name or base:PRESET, got {self.run!r}")
 
 
@@ -77,9 +77,7 @@ class JobSpec:
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise ValueError(f"kind must be one of {JOB_KINDS}, got {self.kind!r}")
-        if not NAME_RE.match(self.name or ""):
-            raise ValueError(f"run name must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter "
-                             f"or digit), got {self.name!r}")
+        safe_name("run name", self.name)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
         if self.backend == "ray" and not ADDRESS_RE.match(self.address or ""):

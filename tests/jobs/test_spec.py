@@ -1,0 +1,24 @@
+"""interp.jobs.spec: job and run names are checked with interp.names (fullmatch, no trailing newline)."""
+
+from __future__ import annotations
+
+import pytest
+
+from interp.interpreters.training import FinetuneConfig
+from interp.jobs.spec import EvaluateJobConfig, JobSpec
+
+FT = FinetuneConfig(dataset="d", out="")
+
+
+@pytest.mark.parametrize("name", ["run\n", "run\r\n", "../run", "..", "a/b", "-rf", ""])
+def test_a_job_name_that_is_not_a_plain_folder_name_is_refused(name: str) -> None:
+    with pytest.raises(ValueError, match=r"^run name must be 1-64 letters"):
+        JobSpec(kind="finetune", name=name, finetune=FT)
+
+
+@pytest.mark.parametrize("run", ["run\n", "../run", "a/b"])
+def test_an_evaluation_of_a_run_takes_only_a_run_name_or_a_base_preset(run: str) -> None:
+    with pytest.raises(ValueError, match="run must be a run name or base:PRESET"):
+        EvaluateJobConfig(run=run)
+    assert EvaluateJobConfig(run="base:smollm2-135m").run == "base:smollm2-135m"
+    assert JobSpec(kind="evaluate", name="ok-1", evaluate=EvaluateJobConfig(run="run-1")).name == "ok-1"
