@@ -12,9 +12,10 @@ read by the app through DuckDB), ``checkpoints/`` (resume after a kill) and ``ad
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import InitVar, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from interp import storage
 from interp.interpreters.models import fetch_model, load_model, load_tokenizer, resolve_device
 from interp.interpreters.presets import get_preset
 from interp.jsonl import read_manifest
+from interp.names import safe_name
 
 LOSS_ON = ("all", "completion")
 PADDING = ("dynamic", "max_length")
@@ -98,9 +100,14 @@ class FinetuneConfig:
     """Learning-rate schedule after warm-up, 'linear' or 'cosine' (default: linear for text, cosine for the reader)."""
     sync_to: str | None = None
     """Storage location (path or fsspec URL) mirroring the run folder: metrics and status as they are written, checkpoints, the adapter at the end; a run restarted elsewhere resumes from the checkpoints there."""
+    check_preset: InitVar[bool] = True
+    """Check that the preset resolves (a registered name, a Hugging Face id or an existing folder); `from_dict` turns it off, since a saved config's model folder may be gone since."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, check_preset: bool = True) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # JSON gives a list back
+        self._check_numbers()
+        if check_preset:
+            check_preset_name(self.preset)
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
         if self.padding not in PADDING:
@@ -120,13 +127,56 @@ class FinetuneConfig:
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
 
+    def _check_numbers(self) -> None:
+        """Every number a run reads, checked before any worker starts (the page, the CLI and jobs build this)."""
+        for name in ("epochs", "learning_rate", "lora_dropout", "reader_warmup_epochs", "reader_aux_weight",
+                     "reader_qa_share"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("max_steps", "lora_r", "lora_alpha", "max_length", "eval_steps", "save_steps", "logging_steps",
+                     "warmup_steps", "seed", "batch_size", "grad_accum", "threads", "max_train_samples",
+                     "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise ValueError(f"max_steps must be -1 (run all epochs) or ≥ 1, got {self.max_steps}")
+        for name in ("save_steps", "logging_steps", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("eval_steps", "warmup_steps", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("threads", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be ≥ 1 (or left out), got {value}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not all(isinstance(m, str) and m.strip() for m in self.lora_targets):
+            raise ValueError(f"lora_targets must be module names, got {list(self.lora_targets)}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
+        """A saved config back (unknown keys ignored); its preset is not looked up again."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names}, check_preset=False)
+
+
+def check_preset_name(preset: object) -> None:
+    """ValueError unless ``preset`` resolves as `get_preset` does: a registered preset, a Hugging Face
+    id ('org/name') or an existing model folder."""
+    if not isinstance(preset, str) or not preset.strip() or preset != preset.strip():
+        raise ValueError(f"preset must be a preset name, a Hugging Face id or a model folder, got {preset!r}")
+    try:
+        get_preset(preset)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(exc.args[0] if exc.args else str(exc)) from None
 
 
 def cpu_has_bf16() -> bool:
@@ -142,7 +192,7 @@ def resolve_dataset(dataset: str, datasets_dir: Path) -> Path:
     """A dataset folder from a path, a name/id under ``datasets_dir``, or a storage URL (copied once)."""
 
     if storage.is_url(dataset):
-        local = datasets_dir / "remote" / dataset.rstrip("/").rsplit("/", 1)[-1]
+        local = datasets_dir / "remote" / safe_name("a dataset URL's last part", dataset.rstrip("/").rsplit("/", 1)[-1])
         if not (local / "train.jsonl").exists():
             storage.get(dataset, local)
         return resolve_dataset(str(local), datasets_dir)
