@@ -353,5 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.cmd](args, Paths.from_env())
     except (ValueError, OSError, EOFError, RuntimeError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A bad name or path is a ValueError from the one check it passes (`interp.names`, the configs).
+        # str(KeyError) is its repr ("'name'"): print the message itself.
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2

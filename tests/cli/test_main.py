@@ -46,3 +46,76 @@ def test_errors_are_one_line_not_a_traceback(capsys: pytest.CaptureFixture, tmp_
     assert main(["target", "eval", "--checkpoint", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no target checkpoint") and "Traceback" not in err
+
+
+# --- bad names, configs and files: one `error: …` line, nothing written ------------------------------
+
+
+def _error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", "x\n"])
+def test_dataset_build_refuses_a_name_that_is_not_one_folder(capsys, paths, name) -> None:
+    err = _error(capsys, ["dataset", "build", "--name", name, "--n-synthetic", "1"])
+    assert err.startswith("error: dataset name must be 1-64 letters")
+    assert not paths.data_dir.exists()
+
+
+def test_baseline_probe_refuses_a_run_id_that_leaves_runs(capsys, paths, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr("interp.cli.main.os.nice", lambda n: 0)  # not this test process
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "train.jsonl").write_text("")
+    err = _error(capsys, ["baseline", "probe", "--dataset", str(data), "--run-id", "../../x", "--json"])
+    assert err.startswith("error: run id must be 1-64 letters") and "'../../x'" in err
+    assert not (tmp_path / "x").exists() and not paths.runs_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-steps", "0"], "max_steps must be -1 (run all epochs) or ≥ 1, got 0"),
+        (["--save-steps", "0"], "save_steps must be ≥ 1, got 0"),
+        (["--learning-rate", "nan"], "learning_rate must be a finite number, got nan"),
+        (["--lora-dropout", "1"], "lora_dropout must be in [0, 1), got 1.0"),
+        (["--threads", "0"], "threads must be ≥ 1 (or left out), got 0"),
+        (["--preset", "no-such-preset"], "unknown model 'no-such-preset': not a preset"),
+    ],
+)
+def test_finetune_and_jobs_refuse_bad_configs_before_starting(capsys, paths, tmp_path, option, message) -> None:
+    err = _error(capsys, ["finetune", "--dataset", "d", "--out", str(tmp_path / "run"), *option])
+    assert err.startswith(f"error: {message}")
+    assert not (tmp_path / "run").exists()
+    err = _error(capsys, ["jobs", "finetune", "--name", "ok", "--dataset", "d", *option])
+    assert message in err
+    assert not paths.db_path.exists()  # no job recorded, no worker started
+
+
+def test_jobs_refuse_a_name_with_a_trailing_newline(capsys, paths) -> None:
+    err = _error(capsys, ["jobs", "finetune", "--name", "run\n", "--dataset", "d"])
+    assert err.startswith("error: run name must be 1-64 letters") and "'run\\n'" in err
+    assert not paths.db_path.exists()
+
+
+def test_a_malformed_thresholds_file_is_one_error_naming_it(capsys, paths, tmp_path) -> None:
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.zeros((8, 14, 14), np.float32))
+    for content, message in [("[[0, 0.1, 0.2, 0.3]]", "a threshold set must be a JSON object"),
+                             ('{"thresholds": []}', "missing: name"),
+                             ('{"name": "x", "thresholds": [["a", "b", "c", "d"]]}', "numbers")]:
+        (tmp_path / "t.json").write_text(content)
+        err = _error(capsys, ["encode", "--activations", str(tmp_path / "a.npy"), "--thresholds",
+                              str(tmp_path / "t.json")])
+        assert err.startswith(f"error: {tmp_path / 't.json'}: ") and message in err
+
+
+def test_metrics_refuses_a_truth_that_is_not_a_description(capsys, tmp_path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prediction": "x", "truth": "y"}) + "\n")
+    err = _error(capsys, ["metrics", "--predictions", str(path)])
+    assert err.startswith(f"error: {path}:1: the truth 'y' is not a description in L")
