@@ -268,6 +268,10 @@ def parse_description(text: str, *, alphabet: str = _ACTIVATION_ALPHABET) -> Par
     only from `alphabet` and at least 3 long, a number glued to non-words like "1hhhv",
     symbols, a letter tripled...) or at a new line that does not start like description
     text. Pass the encoder's `alphabet` when it is not the paper's z/l/m/h/v + f.
+
+    A count is a whole number of at most 9 ASCII digits standing alone: "1.5 corners",
+    "-1 corner" or "+2 ellipses" are not read as counts (that item adds nothing to `counts`)
+    and such a text is never `well_formed`; likewise "Image with 1.5 shapes" states no total.
     """
     if not isinstance(text, str):
         text = str(text)
