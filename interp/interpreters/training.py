@@ -100,14 +100,18 @@ class FinetuneConfig:
     """Learning-rate schedule after warm-up, 'linear' or 'cosine' (default: linear for text, cosine for the reader)."""
     sync_to: str | None = None
     """Storage location (path or fsspec URL) mirroring the run folder: metrics and status as they are written, checkpoints, the adapter at the end; a run restarted elsewhere resumes from the checkpoints there."""
-    check_preset: InitVar[bool] = True
-    """Check that the preset resolves (a registered name, a Hugging Face id or an existing folder); `from_dict` turns it off, since a saved config's model folder may be gone since."""
+    check: InitVar[bool] = True
+    """Validate on construction (`validate`). `from_dict` turns it off: a saved job must still list when its model folder is gone or it predates a rule; it is validated again before it runs (`dataclasses.replace` in `interp.jobs.command`, the worker's CLI)."""
 
-    def __post_init__(self, check_preset: bool = True) -> None:
+    def __post_init__(self, check: bool = True) -> None:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))  # JSON gives a list back
+        if check:
+            self.validate()
+
+    def validate(self) -> None:
+        """ValueError naming the first field that a run could not use; the page, the CLI and jobs all build this."""
         self._check_numbers()
-        if check_preset:
-            check_preset_name(self.preset)
+        check_preset_name(self.preset)
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
         if self.padding not in PADDING:
@@ -128,7 +132,7 @@ class FinetuneConfig:
                 raise ValueError(f"{name} must be > 0")
 
     def _check_numbers(self) -> None:
-        """Every number a run reads, checked before any worker starts (the page, the CLI and jobs build this)."""
+        """Every number a run reads: finite, whole where it counts something, in its range."""
         for name in ("epochs", "learning_rate", "lora_dropout", "reader_warmup_epochs", "reader_aux_weight",
                      "reader_qa_share"):
             value = getattr(self, name)
@@ -163,9 +167,9 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        """A saved config back (unknown keys ignored); its preset is not looked up again."""
+        """A saved config back as it was saved (unknown keys ignored, not validated: see ``check``)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names}, check_preset=False)
+        return cls(**{k: v for k, v in d.items() if k in names}, check=False)
 
 
 def check_preset_name(preset: object) -> None:

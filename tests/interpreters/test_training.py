@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -62,18 +63,23 @@ def test_good_values_pass(tmp_path: Path) -> None:
     assert cfg(max_steps=1, threads=1, max_train_samples=1).max_steps == 1
 
 
-def test_a_saved_config_reloads_when_its_model_folder_is_gone(tmp_path: Path) -> None:
+def test_a_saved_config_reads_back_as_saved_and_is_checked_again_before_it_runs(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.mkdir()
     saved = json.loads(json.dumps(cfg(preset=str(model)).to_dict()))
-    assert "check_preset" not in saved
+    assert "check" not in saved
     shutil.rmtree(model)
     with pytest.raises(ValueError, match="unknown model"):
         FinetuneConfig(**saved)
     back = FinetuneConfig.from_dict(saved)  # a job's record must still list, view and stop
     assert back.preset == str(model) and back.to_dict() == saved
-    with pytest.raises(ValueError, match="save_steps"):
-        FinetuneConfig.from_dict({**saved, "save_steps": 0})  # numbers are checked all the same
+    with pytest.raises(ValueError, match="unknown model"):
+        dataclasses.replace(back, out="runs/x")  # what interp.jobs.command does before a launch
+    legacy = FinetuneConfig.from_dict({**saved, "preset": "smollm2-135m", "save_steps": 0})  # before the rule
+    with pytest.raises(ValueError, match="save_steps must be ≥ 1"):
+        legacy.validate()
+    with pytest.raises(ValueError, match="save_steps must be ≥ 1"):
+        dataclasses.replace(legacy, out="runs/x")
 
 
 def test_a_dataset_url_cannot_name_a_folder_outside_remote(tmp_path: Path) -> None:
