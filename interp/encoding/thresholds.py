@@ -104,8 +104,8 @@ class ThresholdSet:
         missing = [k for k in ("name", "thresholds") if k not in d]
         if missing:
             raise ValueError(f"a threshold set needs the keys 'name' and 'thresholds'; missing: {', '.join(missing)}")
-        if not isinstance(d["name"], str) or not d["name"].strip():
-            raise ValueError(f"'name' must be a non-empty string, got {d['name']!r}")
+        if not isinstance(d["name"], str):
+            raise ValueError(f"'name' must be a string, got {d['name']!r}")
         notes = d.get("notes", "")
         if notes is None:
             notes = ""

@@ -177,8 +177,8 @@ def test_bin_occupancy_hand_case_and_errors():
         ("null", r"must be a JSON object .* got null"),
         (json.dumps({"thresholds": GOOD}), r"missing: name$"),
         (json.dumps({"name": "x"}), r"missing: thresholds$"),
-        (json.dumps({"name": 3, "thresholds": GOOD}), r"'name' must be a non-empty string, got 3"),
-        (json.dumps({"name": True, "thresholds": GOOD}), r"'name' must be a non-empty string, got True"),
+        (json.dumps({"name": 3, "thresholds": GOOD}), r"'name' must be a string, got 3"),
+        (json.dumps({"name": True, "thresholds": GOOD}), r"'name' must be a string, got True"),
         (json.dumps({"name": "x", "thresholds": GOOD, "notes": ["a"]}), r"'notes' must be a string, got a list"),
         (json.dumps({"name": "x", "thresholds": [["0", "0.1", "0.2", "0.3"]] * 8}), r"filter 0: thresholds must be numbers"),
         (json.dumps({"name": "x", "thresholds": [[False, True, True, True]] * 8}), r"filter 0: thresholds must be numbers"),
@@ -239,3 +239,8 @@ def test_any_json_is_a_threshold_set_or_a_value_error(value):
         return
     assert isinstance(ts.name, str) and ts.as_array().shape == (8, 4)
     assert ThresholdSet.from_dict(json.loads(json.dumps(ts.to_dict()))) == ts
+
+
+def test_a_threshold_set_of_any_name_round_trips():
+    ts = ThresholdSet("", GOOD)  # the constructor takes any string, so from_dict does too
+    assert ThresholdSet.from_dict(ts.to_dict()) == ts
