@@ -15,7 +15,7 @@ SOURCES = ("hf", "pypi-gguf", "local")
 DEFAULT_PRESET = "smollm2-135m"
 # §3.3: "low-rank adapters for the key, query and value parameters in the attention blocks".
 QKV = ("q_proj", "k_proj", "v_proj")
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def get_preset(name: str | ModelPreset) -> ModelPreset:
         path = path.resolve()
         return ModelPreset(name=str(path), description=f"local model folder {path}", source="local",
                            local_path=str(path), notes="ad-hoc preset; default LoRA hyper-parameters")
-    if _HF_ID.match(name):
+    if _HF_ID.fullmatch(name):
         return ModelPreset(name=name, description=f"Hugging Face model {name}", source="hf", hf_id=name,
                            notes="ad-hoc preset; default LoRA hyper-parameters; q/k/v module names assume a "
                                  "Llama/Mistral-style attention")

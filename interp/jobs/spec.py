@@ -20,7 +20,7 @@ from interp.names import is_safe_name, safe_name
 JOB_KINDS = ("finetune", "evaluate")
 TERMINAL = ("succeeded", "failed", "stopped")
 STATUSES = ("queued", "running", *TERMINAL)
-ADDRESS_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
+ADDRESS_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class JobSpec:
         safe_name("run name", self.name)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {self.backend!r}")
-        if self.backend == "ray" and not ADDRESS_RE.match(self.address or ""):
+        if self.backend == "ray" and not ADDRESS_RE.fullmatch(self.address or ""):
             raise ValueError(f"the ray backend needs the cluster's dashboard address as http://HOST:PORT "
                              f"(default port 8265), got {self.address!r}")
         if (self.kind == "finetune") != (self.finetune is not None) or \
