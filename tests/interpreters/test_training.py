@@ -72,7 +72,7 @@ def test_a_saved_config_reads_back_as_saved_and_is_checked_again_before_it_runs(
     with pytest.raises(ValueError, match="unknown model"):
         FinetuneConfig(**saved)
     back = FinetuneConfig.from_dict(saved)  # a job's record must still list, view and stop
-    assert back.preset == str(model) and back.to_dict() == saved
+    assert back.preset == str(model) and json.loads(json.dumps(back.to_dict())) == saved
     with pytest.raises(ValueError, match="unknown model"):
         dataclasses.replace(back, out="runs/x")  # what interp.jobs.command does before a launch
     legacy = FinetuneConfig.from_dict({**saved, "preset": "smollm2-135m", "save_steps": 0})  # before the rule
