@@ -68,9 +68,13 @@ d2.download_button("Download Markdown", table.to_markdown(floatfmt=".4f"), file_
 st.subheader("Per shape type")
 shapes = per_shape_table(columns)
 fig = px.bar(shapes, x="shape", y="value", color="run", barmode="group", facet_row="measure",
-             hover_data=["tp", "fp", "fn"], range_y=[0, 1.05], height=520)
+             hover_data=["label", "tp", "fp", "fn"], range_y=[0, 1.05], height=520)
 fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
 st.plotly_chart(fig, key="compare_shapes")
+no_support = sorted({f"{r.shape} ({r.run})" for r in shapes.itertuples() if r.label == "n/a"})
+if no_support:
+    st.caption("n/a (no bar): no image holds the type and the run never names it, so precision and recall have "
+               "nothing to measure — " + ", ".join(no_support) + ".")
 
 st.subheader("Samples")
 which = st.radio("Show", DISAGREEMENT_FILTERS, format_func=FILTER_LABELS.get, horizontal=True, key="compare_filter")

@@ -17,14 +17,20 @@ fi
 
 # 2. Python packages, re-installed only when a requirements file changes.
 #    torch/torchvision are pinned (==) so pip never resolves a newer torch.
-req_files=requirements.txt
-[ "${DEV:-0}" = 1 ] && req_files="requirements.txt requirements-dev.txt"
-stamp="$VENV/.requirements.$(cat $req_files | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ]; then
-  say "installing Python packages from $req_files (first time: a few minutes)"
-  if [ "${DEV:-0}" = 1 ]; then "$VENV/bin/pip" install -q -r requirements-dev.txt
-  else "$VENV/bin/pip" install -q -r requirements.txt; fi
-  touch "$stamp"
+# One stamp per requirements set: a dev install (requirements-dev.txt includes requirements.txt) also
+# stamps the app's set, so `make app` after `make test` does not reinstall.
+app_stamp="$VENV/.requirements.$(sha256sum < requirements.txt | cut -c1-16)"
+dev_stamp="$VENV/.requirements-dev.$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+if [ "${DEV:-0}" = 1 ]; then
+  if [ ! -f "$dev_stamp" ]; then
+    say "installing Python packages from requirements-dev.txt (first time: a few minutes)"
+    "$VENV/bin/pip" install -q -r requirements-dev.txt
+    touch "$dev_stamp" "$app_stamp"
+  fi
+elif [ ! -f "$app_stamp" ]; then
+  say "installing Python packages from requirements.txt (first time: a few minutes)"
+  "$VENV/bin/pip" install -q -r requirements.txt
+  touch "$app_stamp"
 fi
 
 # 2b. The project itself, editable (imports from any folder, the `n2w` command); deps come from step 2.

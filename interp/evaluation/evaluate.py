@@ -370,7 +370,8 @@ def metrics_table(columns: Mapping[str, Mapping[str, Any]], paper: bool = False)
 
 
 def per_shape_table(columns: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Long form: run, shape, measure ('precision' | 'recall'), value, plus tp/fp/fn, for every shape of L."""
+    """Long form: run, shape, measure ('precision' | 'recall'), value (NaN without support), label ("n/a" then),
+    plus tp/fp/fn, for every shape of L."""
     rows = []
     for name, m in columns.items():
         for shape in SHAPES:
@@ -378,9 +379,12 @@ def per_shape_table(columns: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
             if s is None:
                 continue
             for measure in ("precision", "recall"):
-                rows.append({"run": name, "shape": shape, "measure": measure, "value": float(s[measure]),
+                value = s[measure]
+                rows.append({"run": name, "shape": shape, "measure": measure,
+                             "value": np.nan if value is None else float(value),
+                             "label": "n/a" if value is None else f"{value:.2f}",
                              "tp": s["tp"], "fp": s["fp"], "fn": s["fn"]})
-    return pd.DataFrame(rows, columns=["run", "shape", "measure", "value", "tp", "fp", "fn"])
+    return pd.DataFrame(rows, columns=["run", "shape", "measure", "value", "label", "tp", "fp", "fn"])
 
 
 def _counts(parsed: Any, key: str = "counts") -> dict | None:

@@ -30,8 +30,10 @@ the definitions are:
   FN alone, with those counts.
 - **n**: the number of samples; **tp**, **fp**, **fn**: the summed counts.
 
-Conventions for 0/0 (one rule for the totals and per shape type): when a denominator is 0
-the score is 1 if nothing is predicted *and* nothing is true (perfect agreement), else 0.
+Conventions for 0/0: per shape type, a type that no sample holds and no prediction names has
+no support: its precision, recall and f1 are None ("n/a"), not a perfect 1 that means nothing.
+Otherwise (and for the totals) when a denominator is 0 the score is 1 if nothing is predicted
+*and* nothing is true (perfect agreement), else 0.
 So precision = 0 when TP + FP = 0 unless TP + FN = 0 too, recall = 0 when TP + FN = 0
 unless TP + FP = 0 too, and f1 = 0 when precision + recall = 0. fdr and fnr are always
 1 − precision and 1 − recall. fpr = 0 when no (sample, shape type) pair has a true count
@@ -164,13 +166,20 @@ def _counts_summary(tp: int, fp: int, fn: int) -> dict[str, Any]:
     return {"precision": precision, "recall": recall, "f1": _f1(precision, recall), "tp": tp, "fp": fp, "fn": fn}
 
 
+def _shape_summary(tp: int, fp: int, fn: int) -> dict[str, Any]:
+    """A shape type's counts and scores; None scores when it has no support (nothing true, nothing predicted)."""
+    if tp == fp == fn == 0:
+        return {"precision": None, "recall": None, "f1": None, "tp": 0, "fp": 0, "fn": 0}
+    return _counts_summary(tp, fp, fn)
+
+
 def aggregate_scores(samples: Sequence[SampleScore]) -> dict[str, Any]:
     """The Table 1 metrics of already-scored samples (definitions in the module docstring)."""
     n = len(samples)
     if n == 0:
         raise ValueError("no samples to score")
     per_shape = {
-        s: _counts_summary(sum(x.tp[s] for x in samples), sum(x.fp[s] for x in samples), sum(x.fn[s] for x in samples))
+        s: _shape_summary(sum(x.tp[s] for x in samples), sum(x.fp[s] for x in samples), sum(x.fn[s] for x in samples))
         for s in SHAPES
     }
     total = _counts_summary(*(sum(per_shape[s][k] for s in SHAPES) for k in ("tp", "fp", "fn")))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -31,6 +32,10 @@ from typing import Any
 import torch
 
 from interp.interpreters.presets import DEFAULT_PRESET, ModelPreset, get_preset
+
+# bitsandbytes warns at import that the optional package for its CPU 4-bit kernel ("kernels") is missing.
+# 4-bit (QLoRA) runs only on CUDA in this project, so on CPU the warning only alarms users.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 MARKER = "fetched.json"
 # Weights as safetensors only: Mistral/Mixtral repos also carry .bin / consolidated .pt copies.

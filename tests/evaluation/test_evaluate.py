@@ -208,6 +208,8 @@ def test_comparison_helpers(store: Store) -> None:
     assert len(shapes) == 2 * len(SHAPES) * 2
     ellipse_a = shapes[(shapes.run == "A") & (shapes["shape"] == "ellipse")].set_index("measure")["value"]
     assert ellipse_a.to_dict() == {"precision": 0.5, "recall": 1.0}
+    crossing = shapes[shapes["shape"] == "crossing"]  # in no sample, named by no run: no support
+    assert crossing["value"].isna().all() and set(crossing["label"]) == {"n/a"}
 
     pa, pb = store.get_predictions("a"), store.get_predictions("b")
     diff = disagreements(pa, pb, "disagree")

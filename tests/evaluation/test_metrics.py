@@ -174,8 +174,8 @@ def test_mix_per_shape() -> None:
     assert per["ellipse"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 1, "fn": 0}
     # True, never predicted: precision 0/0 with something true -> 0; recall 0/2.
     assert per["horizontal"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "tp": 0, "fp": 0, "fn": 2}
-    # Never predicted and never true: 0/0 with both empty -> 1.
-    assert per["crossing"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 0, "fp": 0, "fn": 0}
+    # Never predicted and never true: no support, so no score (n/a), not a perfect 1.
+    assert per["crossing"] == {"precision": None, "recall": None, "f1": None, "tp": 0, "fp": 0, "fn": 0}
 
 
 def test_zero_over_zero_conventions() -> None:

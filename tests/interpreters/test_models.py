@@ -257,3 +257,14 @@ def test_real_smollm2_knows_the_capital_of_france() -> None:
     with torch.no_grad():
         top = model(**ids).logits[0, -1].argmax().item()
     assert tokenizer.decode([top]) == " Paris"
+
+
+def test_loading_the_llm_stack_on_cpu_prints_no_kernel_warning() -> None:
+    """bitsandbytes' "Failed to load CPU gemm_4bit_forward …" read like an error on every interpreter load."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import interp.interpreters.models, peft, bitsandbytes"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "gemm_4bit_forward" not in out.stderr + out.stdout
