@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages.common import store_guard
+from pages.common import store_guard, sync_image_with_url
 
 st.set_page_config(page_title="Neurons to Words", page_icon="🧠", layout="wide")
 
@@ -24,5 +24,6 @@ for group, items in LAYOUT.items():
     if found:
         pages[group] = found
 
+sync_image_with_url()  # a reload keeps the drawn / uploaded / picked image
 with store_guard("app_store_retry"):  # any page: the store held by another process is a message, not a traceback
     st.navigation(pages).run()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 import streamlit as st
 
+from interp.data.images import ImageError, image_from_token, image_to_token
 from interp.settings import Paths
 
 IMAGE_KEY = "current_image"
@@ -114,6 +115,27 @@ def store_guard(key: str = "store_retry") -> Iterator[None]:
         st.stop()
 
 
+URL_IMAGE, URL_LABEL = "image", "label"
+
+
+def sync_image_with_url() -> None:
+    """Keep the current image in the URL (`?image=…&label=…`), so a reload, which starts a new session,
+    gets it back instead of MNIST #0; app.py calls this before every page."""
+    token = st.query_params.get(URL_IMAGE)
+    if IMAGE_KEY not in st.session_state:
+        if not token:
+            return
+        try:
+            image = image_from_token(token)
+        except ImageError as exc:
+            st.warning(f"{exc}: starting from MNIST test #0.")
+            del st.query_params[URL_IMAGE]
+            return
+        set_current_image(image, st.query_params.get(URL_LABEL) or "image from the link")
+    elif token != image_to_token(st.session_state[IMAGE_KEY]):
+        set_current_image(st.session_state[IMAGE_KEY], st.session_state[IMAGE_LABEL_KEY])
+
+
 def current_image() -> tuple[np.ndarray, str]:
     """The image every page works on; the first MNIST test digit until the user picks another."""
     if IMAGE_KEY not in st.session_state:
@@ -125,6 +147,8 @@ def current_image() -> tuple[np.ndarray, str]:
 def set_current_image(image: np.ndarray, label: str) -> None:
     st.session_state[IMAGE_KEY] = np.asarray(image, dtype=np.uint8)
     st.session_state[IMAGE_LABEL_KEY] = label
+    st.query_params[URL_IMAGE] = image_to_token(st.session_state[IMAGE_KEY])
+    st.query_params[URL_LABEL] = label
 
 
 def active_threshold_set():

@@ -6,8 +6,10 @@ LeCun et al.: grey-scale, white strokes on black, the stroke's bounding box fitt
 
 from __future__ import annotations
 
+import base64
 import io
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -177,3 +179,22 @@ def prepare_drawing(rgba: np.ndarray | None) -> np.ndarray:
         raise ImageError(f"Unexpected canvas data of shape {arr.shape}.")
     img = Image.fromarray(arr.astype(np.uint8), "RGBA" if arr.shape[2] == 4 else "RGB")
     return to_mnist(to_grey(img))
+
+
+def image_to_token(image: np.ndarray) -> str:
+    """A uint8 [28, 28] image as a short URL-safe text (zlib + base64), so a link or a reload can carry it."""
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.shape != (28, 28):
+        raise ImageError(f"an image token holds a 28×28 image, got shape {list(pixels.shape)}")
+    return base64.urlsafe_b64encode(zlib.compress(pixels.tobytes(), 9)).decode("ascii")
+
+
+def image_from_token(token: str) -> np.ndarray:
+    """The image `image_to_token` wrote; ImageError for any other text (a mangled or hand-edited link)."""
+    try:
+        raw = zlib.decompress(base64.urlsafe_b64decode(token.encode("ascii")), bufsize=784)
+    except (ValueError, UnicodeEncodeError, zlib.error) as exc:
+        raise ImageError(f"the image in the link cannot be read ({exc})") from None
+    if len(raw) != 784:
+        raise ImageError(f"the image in the link holds {len(raw)} pixels, not 28×28")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(28, 28).copy()

@@ -168,3 +168,22 @@ def test_any_bytes_become_an_input_or_an_image_error(data):
         return
     assert display.dtype == np.uint8 and display.ndim == 2
     assert image.shape == (28, 28) and image.dtype == np.uint8
+
+
+def test_image_tokens_round_trip_and_reject_anything_else() -> None:
+    from interp.data.images import image_from_token, image_to_token
+
+    image = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    token = image_to_token(image)
+    assert token.isascii() and "/" not in token and "+" not in token  # URL-safe
+    assert np.array_equal(image_from_token(token), image)
+    assert len(image_to_token(np.zeros((28, 28), np.uint8))) < 40  # a drawing is mostly black: short links
+    import base64
+    import zlib
+
+    for bad in ["", "not-an-image!", base64.urlsafe_b64encode(zlib.compress(b"x" * 100)).decode(),
+                base64.urlsafe_b64encode(b"plain bytes").decode(), "é"]:
+        with pytest.raises(ImageError):
+            image_from_token(bad)
+    with pytest.raises(ImageError, match="28×28"):
+        image_to_token(np.zeros((14, 14), np.uint8))

@@ -304,3 +304,33 @@ def test_a_new_file_replaces_the_message_of_the_last_one(app_paths):
     assert len(at.error) == 1 and "blank.png" in at.error[0].value and "Prediction" not in texts(at)
     at.file_uploader(key="upload").set_value(None).run()
     assert not at.error and any("Upload a PNG" in i.value for i in at.info)
+
+
+def test_the_current_image_survives_a_reload_through_the_url(app_paths):
+    from interp.data.images import image_to_token
+
+    at = open_page("input")
+    at.segmented_control(key="input_source").set_value("Upload").run()
+    at.file_uploader(key="upload").set_value(("one.png", dark_digit_on_white(), "image/png")).run()
+    at.button(key="use_image").click().run()
+    image = at.session_state["current_image"]
+    assert at.query_params["image"] == image_to_token(image) and at.query_params["label"] == "upload one.png"
+
+    # A reload is a new session that only has the URL.
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    reloaded.query_params.update(at.query_params)
+    reloaded.run()
+    reloaded.switch_page("pages/activations.py").run()
+    assert not reloaded.exception
+    assert np.array_equal(reloaded.session_state["current_image"], image)
+    assert reloaded.session_state["current_image_label"] == "upload one.png"
+
+
+def test_a_mangled_image_link_falls_back_with_a_message(app_paths):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["image"] = "not-an-image"
+    at.run()
+    assert not at.exception
+    assert any("cannot be read" in w.value for w in at.warning)
+    at.switch_page("pages/activations.py").run()
+    assert at.session_state["current_image_label"].startswith("MNIST test #0")
