@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, get_encoder
+from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, encode_activations, get_encoder
 from interp.encoding.thresholds import ThresholdSet
 from interp.language import parse_description
 from interp.target.activations import capture_conv1, hooked, single_thread
@@ -94,8 +94,7 @@ def encode_image(model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet |
 def encode_images(model: TargetCNN, images: np.ndarray, thresholds: ThresholdSet | np.ndarray,
                   encoder: str = DEFAULT_ENCODER) -> list[str]:
     """uint8 images [n, 28, 28] → one c(a) each, batched through the target (datasets, evaluation sets)."""
-    enc = get_encoder(encoder)
-    return enc.encode_batch(bin_activations(capture_conv1(model, images), thresholds))
+    return encode_activations(capture_conv1(model, images), thresholds, encoder)
 
 
 def thresholds_for(own: ThresholdSet | Mapping | None,

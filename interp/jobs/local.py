@@ -65,6 +65,12 @@ class LocalBackend:
             kill_group(job.pid, job.external_id)
 
 
+def _started(external_id: str | None) -> float | None:
+    """The worker's start time recorded in its ``external_id`` ("pid:create_time"), None if unknown."""
+    started = (external_id or "").partition(":")[2]
+    return None if started in ("", "None") else float(started)
+
+
 def _create_time(pid: int) -> float | None:
     try:
         return psutil.Process(pid).create_time()
@@ -78,10 +84,10 @@ def kill_group(pgid: int | None, external_id: str | None) -> list[int]:
     Only processes started since the worker are touched: a process group id names the worker's pid,
     which the system may have handed to an unrelated process once the whole group was gone.
     """
-    started = (external_id or "").partition(":")[2]
-    if not pgid or started in ("", "None"):
+    started = _started(external_id)
+    if not pgid or started is None:
         return []  # without the worker's start time nothing tells its group from a later one
-    since = float(started) - 1.0
+    since = started - 1.0
     killed = []
     for proc in psutil.process_iter(["pid", "create_time"]):
         try:
@@ -108,7 +114,7 @@ def process_alive(pid: int | None, external_id: str | None) -> bool:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        started = (external_id or "").partition(":")[2]
-        return not started or started == "None" or abs(proc.create_time() - float(started)) < 1.0
+        started = _started(external_id)
+        return started is None or abs(proc.create_time() - started) < 1.0
     except psutil.Error:
         return False
