@@ -142,10 +142,14 @@ def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None
 
 
 def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper is dead: it holds no files and no locks)."""
+    """Running or still exiting. A zombie waiting for its reaper is dead (it holds no files and no locks),
+    but a multithreaded process's leader shows as a zombie while its other threads are still exiting and
+    still hold its files (the run folder's lock among them): dead means a zombie with no other thread."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (psutil.NoSuchProcess, FileNotFoundError):
         return False
 
 
