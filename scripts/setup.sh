@@ -35,7 +35,8 @@ fi
 
 # 2b. The project itself, editable (imports from any folder, the `n2w` command); deps come from step 2.
 pkg_stamp="$VENV/.package.$(cat pyproject.toml | sha256sum | cut -c1-16)"
-if [ ! -f "$pkg_stamp" ]; then
+# The import check catches an install that points elsewhere (a removed clone or worktree).
+if [ ! -f "$pkg_stamp" ] || [ "$(cd / && "$VENV/bin/python" -c 'import interp, os; print(os.path.dirname(os.path.dirname(interp.__file__)))' 2>/dev/null)" != "$PWD" ]; then
   say "installing the project (pip install -e .)"
   "$VENV/bin/pip" install -q --no-deps -e .
   touch "$pkg_stamp"

@@ -6,6 +6,12 @@ here every answer follows from the counts, so it can be checked). Rules, stated 
 - curves = ellipses + corners (a corner is a bent stroke; lines and checkerboards are straight);
 - straight lines = diagonals + anti-diagonals + verticals + horizontals.
 
+Count and sum answers first state the whole reading, in the description's own words, then the
+number ("Image with 3 shapes: 1 diagonal, 1 ellipse, 1 corner. Curves are ellipses and corners:
+1 ellipse + 1 corner = 2 curves."): the reader describes far better (0.91 exact) than it picked a
+subset of types straight from the soft tokens (0.78 on straight lines, 0.82 on curves, measured
+on the first shape-token reader), and a researcher sees what the number rests on.
+
 `answer_count` reads the number an answer gives for its question, so held-out answers are scored
 (`score_answers`) the way descriptions are: against the truth, never by eye.
 """
@@ -57,10 +63,12 @@ def _sum_answer(counts: Mapping[str, int], names: Sequence[str], rule: str, noun
 
 def make_question(kind: str, counts: Mapping[str, int], shape: str | None = None, variant: int = 0) -> Question:
     """The question of ``kind`` (about ``shape`` where it takes one) and its answer from ``counts``."""
+    canonical = {s: counts.get(s, 0) for s in SHAPES}  # descriptions list shapes in L's order
+    reading = format_description(canonical) + "."
     if kind == "count":
         n = counts.get(shape, 0)
         text = (f"How many {PLURALS[shape]} are there?", f"How many {PLURALS[shape]} are in the image?")[variant % 2]
-        return Question(kind, text, f"{n} {_noun(shape, n)}.", shape, n)
+        return Question(kind, text, f"{reading} So {n} {_noun(shape, n)}.", shape, n)
     if kind == "exists":
         n = counts.get(shape, 0)
         article = "an" if shape[0] in "aeiou" else "a"
@@ -68,14 +76,13 @@ def make_question(kind: str, counts: Mapping[str, int], shape: str | None = None
         return Question(kind, f"Is there {article} {shape} in the image?", answer, shape, int(n > 0))
     if kind == "curves":
         text = ("How many curves are in the image?", PRESET_QUESTIONS["curves"])[variant % 2]
-        answer = _sum_answer(counts, CURVES, "Curves are ellipses and corners", "curve")
+        answer = f"{reading} {_sum_answer(counts, CURVES, 'Curves are ellipses and corners', 'curve')}"
         return Question(kind, text, answer, None, sum(counts.get(s, 0) for s in CURVES))
     if kind == "lines":
-        answer = _sum_answer(counts, LINES, "Straight lines are diagonals, anti-diagonals, verticals and horizontals",
-                             "straight line")
+        rule = "Straight lines are diagonals, anti-diagonals, verticals and horizontals"
+        answer = f"{reading} {_sum_answer(counts, LINES, rule, 'straight line')}"
         return Question(kind, "How many straight lines are in the image?", answer, None,
                         sum(counts.get(s, 0) for s in LINES))
-    canonical = {s: counts.get(s, 0) for s in SHAPES}  # descriptions list shapes in L's order
     if kind == "total":
         return Question(kind, "How many shapes are in the image?",
                         format_description(canonical).replace("Image with ", "", 1) + ".", None, sum(canonical.values()))
@@ -102,9 +109,6 @@ def _pick_shape(present: Sequence[str], rng: np.random.Generator) -> str:
     return str(rng.choice(present)) if present and rng.random() < 0.5 else str(rng.choice(SHAPES[:7]))
 
 
-_NUMBER_BEFORE = r"(\d{1,3})\s+{noun}\b"
-
-
 def answer_count(question: Question, answer: str) -> int | None:
     """The number ``answer`` gives for ``question`` (yes/no as 1/0); None when it gives none."""
     text = answer.strip()
@@ -115,11 +119,10 @@ def answer_count(question: Question, answer: str) -> int | None:
              "lines": ("straight lines", "straight line"), "total": ("shapes", "shape")}.get(question.kind)
     if nouns is None:
         return None
-    for noun in nouns:
-        found = re.findall(_NUMBER_BEFORE.replace("{noun}", re.escape(noun)), text, flags=re.IGNORECASE)
-        if found:
-            return int(found[-1])  # the last: "1 ellipse + 2 corners = 3 curves" states the total last
-    return None
+    alternatives = "|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True))
+    found = re.findall(rf"(\d{{1,3}})\s+(?:{alternatives})\b", text, flags=re.IGNORECASE)
+    # The last number: answers state the reading first ("... 1 corner. So 1 corner.", "= 3 curves").
+    return int(found[-1]) if found else None
 
 
 def score_answers(questions: Sequence[Question], answers: Sequence[str]) -> dict:
@@ -162,5 +165,5 @@ def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Questi
             out += interpreter.answer_questions(list(encodings[i : i + batch_size]),
                                                 [q.text for q in questions[i : i + batch_size]])
         return out
-    return ["".join(interpreter.stream(build_question(e, q.text, interpreter.encoder), max_new_tokens=64)).strip()
+    return ["".join(interpreter.stream(build_question(e, q.text, interpreter.encoder), max_new_tokens=96)).strip()
             for e, q in zip(encodings, questions, strict=True)]

@@ -289,7 +289,7 @@ class ReaderInterpreter:
             out += self._generate(self._bins(chunk), [f"\n{OUTPUT_SIGNIFIER}"] * len(chunk), max_new_tokens)
         return out
 
-    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 64) -> list[str]:
+    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
         """Greedy answers, one question per encoding, as a first chat turn (`build_question`)."""
         suffixes = [f"\n{QUESTION_SIGNIFIER} {q.strip()}\n{ANSWER_SIGNIFIER}" for q in questions]
         return self._generate(self._bins(encodings), suffixes, max_new_tokens)

@@ -67,7 +67,7 @@ class HFInterpreter:
             out += [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
         return out
 
-    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 64) -> list[str]:
+    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
         """Greedy answers, one question per encoding, as a first chat turn (`build_question`); one line each."""
         prompts = [build_question(e, q.strip(), self.encoder) for e, q in zip(encodings, questions, strict=True)]
         return [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
