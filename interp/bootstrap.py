@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from interp.data.mnist import load_mnist
 from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.shipped import RESULTS_FILE, load_results
 from interp.interpreters.models import fetch_model
 from interp.settings import Paths
 from interp.store.db import Store
@@ -15,7 +16,7 @@ DEFAULT_MODEL = "smollm2-135m"
 
 
 def ensure_all(paths: Paths, fetch_models: bool = True) -> Iterator[str]:
-    """Yield one line per step: MNIST, target CNN, store, default thresholds, offline LLM."""
+    """Yield one line per step: MNIST, target CNN, store, default thresholds, shipped results, offline LLM."""
 
     data = load_mnist(paths.data_dir)
     yield f"MNIST: {len(data.train)} train / {len(data.test)} test images from '{data.source}'"
@@ -28,6 +29,7 @@ def ensure_all(paths: Paths, fetch_models: bool = True) -> Iterator[str]:
         yield f"target CNN: trained, test accuracy {summary['accuracy']:.4f}"
 
     yield from ensure_store(paths)
+    yield from ensure_results(paths, data.source)
 
     if fetch_models:
 
@@ -42,3 +44,13 @@ def ensure_store(paths: Paths) -> Iterator[str]:
         default = ThresholdSet.load(paths.assets_dir / "thresholds" / "default.json")
         store.save_threshold_set(default.name, default.as_array().tolist(), notes=default.notes, make_default=True)
     yield f"store: {paths.db_path} (default threshold set '{store.get_threshold_set().name}')"
+
+
+def ensure_results(paths: Paths, mnist_source: str) -> Iterator[str]:
+    """Load the shipped evaluation results (`interp.evaluation.shipped`) the store does not have yet."""
+
+    path = paths.assets_dir / "results" / RESULTS_FILE
+    added = load_results(Store(paths.db_path), path, mnist_source)
+    runs = sorted({run for run, _ in added})
+    yield (f"shipped evaluation results: {len(added)} loaded ({', '.join(runs)})" if added
+           else f"shipped evaluation results: {'already in the store' if path.exists() else 'none shipped'}")

@@ -34,3 +34,10 @@ def shipped_adapters(interpreters_dir: Path) -> list[Path]:
     """Adapter folders shipped under ``interpreters_dir`` (assets/interpreters), by name."""
     root = Path(interpreters_dir)
     return sorted(p for p in root.iterdir() if (p / ADAPTER_CONFIG).exists()) if root.is_dir() else []
+
+
+def shipped_probes(probes_dir: Path) -> list[Path]:
+    """Activation-probe folders shipped under ``probes_dir`` (assets/probes: ``model.safetensors`` + ``config.json``)."""
+    root = Path(probes_dir)
+    return sorted(p for p in root.iterdir() if (p / "model.safetensors").exists() and (p / "config.json").exists()) \
+        if root.is_dir() else []

@@ -132,6 +132,14 @@ def describe_image(interpreter: Any, model: TargetCNN, image: np.ndarray, thresh
     return Description(encoding, thresholds.name, text, parsed.counts, parsed.well_formed)
 
 
+def probe_reading(probe: Any, model: TargetCNN, image: np.ndarray,
+                  default: ThresholdSet | Callable[[], ThresholdSet]) -> dict[str, int]:
+    """The shape counts an activation probe (`interp.interpreters.probe.ProbeInterpreter`) reads in one image,
+    binned with the probe's own thresholds (else ``default``): the reference the Chat page checks answers against."""
+    encoding = encode_image(model, image, thresholds_for(probe.thresholds, default), probe.encoder)
+    return parse_description(probe.describe([encoding])[0]).counts
+
+
 def count_tokens(text: str, tokenizer: Any | None) -> int | None:
     """Tokens ``tokenizer`` (a Hugging Face tokenizer) makes of ``text``, without special tokens.
 

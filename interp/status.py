@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interp.catalog import run_adapters
+from interp.catalog import run_adapters, shipped_adapters
 from interp.settings import Paths
 from interp.store.db import Store
 from interp.target.cnn import WEIGHTS_FILE, load_target_summary
@@ -49,11 +49,18 @@ def pipeline_status(paths: Paths) -> list[StageStatus]:
         out.append(StageStatus("Encoding", default is not None,
                                f"{len(sets)} threshold set(s), default '{default.name}'" if default
                                else "no threshold set: run `python -m interp setup`"))
+        shipped = shipped_adapters(paths.assets_dir / "interpreters")
         runs = run_adapters(paths.runs_dir)
         jobs = store.list_jobs()
         active = int(jobs["status"].isin(["queued", "running"]).sum()) if len(jobs) else 0
-        out.append(StageStatus("Interpreter", True, f"{len(runs)} trained run(s) under {paths.runs_dir.name}/; "
-                                                    f"{len(jobs)} job(s), {active} queued or running"))
+        names = f" ({', '.join(p.name for p in shipped)})" if shipped else ""
+        out.append(StageStatus("Interpreter", bool(shipped or runs),
+                               f"{len(shipped)} shipped{names}, {len(runs)} trained run(s) under "
+                               f"{paths.runs_dir.name}/; {len(jobs)} job(s), {active} queued or running"))
+        evaluated = store.get_metrics()
+        out.append(StageStatus("Evaluation", len(evaluated) > 0,
+                               f"{evaluated['run_id'].nunique()} run(s) evaluated on held-out sets: see Compare"
+                               if len(evaluated) else "nothing evaluated yet: use Evaluate on the Compare page"))
     except Exception as exc:  # noqa: BLE001 - the home page reports, it does not crash
         out.append(StageStatus("Store", False, f"{type(exc).__name__}: {exc}"))
     return out

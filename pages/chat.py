@@ -7,13 +7,14 @@ import streamlit as st
 from interp.data.shapes import generate_shapes
 from interp.interpreters import chat
 from interp.interpreters.prompt import PRESET_QUESTIONS
-from interp.pipeline import encode_image, thresholds_for
+from interp.pipeline import encode_image, probe_reading, thresholds_for
 from pages.common import (
     active_threshold_set,
     current_image,
     interpreter,
     interpreter_choices,
     mnist,
+    probe,
     store,
     target_model,
 )
@@ -140,18 +141,32 @@ with st.expander("Prompt: the exact text the interpreter reads", expanded=False)
 
 
 # --- the conversation -------------------------------------------------------------------------------------
+reference = probe()
+reference_counts = probe_reading(reference, target_model(), ref.pixels, active_threshold_set) \
+    if reference is not None else None
+
+
 def show(thread) -> None:
     if thread is None or not thread.turns:
-        st.caption("No messages yet: press a preset question or type one below.")
+        st.caption("No messages yet: press a preset question or type one below."
+                   + ("" if reference is None else " Descriptions and count answers are checked against the "
+                                                   "activation probe's reading of the same image."))
         return
+    model_label = by_spec[thread.conversation.model].label if thread.conversation.model in by_spec \
+        else thread.conversation.model
     for turn in thread.turns:
         with st.chat_message("user"):
             st.markdown(turn.question)
         with st.chat_message("assistant"):
             if turn.answer is None:
                 st.caption("(no answer)")
-            else:
-                st.markdown(turn.answer or "*(empty answer)*")
+                continue
+            st.markdown(turn.answer or "*(empty answer)*")
+            st.caption(f"{model_label} · on {ref.label}")
+            check = chat.check_answer(turn.question, turn.answer, reference_counts) \
+                if reference_counts is not None else None
+            if check is not None:
+                st.caption(check.summary("the activation probe"))
 
 
 boxes = {}

@@ -237,3 +237,13 @@ def interpreter_choices():
     from interp.interpreters.chat import list_interpreters, with_overrides
 
     return with_overrides(list_interpreters(paths()), st.session_state.get(INTERPRETER_OVERRIDE_KEY))
+
+
+@st.cache_resource(show_spinner="Loading the activation probe…")
+def probe():
+    """The shipped activation probe (assets/probes/), the reference Chat checks count answers against; None if none."""
+    from interp.catalog import shipped_probes
+    from interp.interpreters.probe import ProbeInterpreter
+
+    found = shipped_probes(paths().assets_dir / "probes")
+    return ProbeInterpreter.load(found[0]) if found else None

@@ -1,32 +1,108 @@
-"""Compare: two stored evaluation runs side by side, as the paper's Table 1 (§4)."""
+"""Compare: two stored evaluation runs side by side, as the paper's Table 1 (§4); evaluate any interpreter."""
+
+import re
 
 import plotly.express as px
 import streamlit as st
 
 from interp.evaluation.evaluate import (
+    DEFAULT_N,
     DISAGREEMENT_FILTERS,
+    EVAL_SETS,
     disagreements,
     eval_images,
     evaluation_runs,
     metrics_table,
     per_shape_table,
 )
-from pages.common import mnist, store
+from interp.jobs import control as jobs
+from interp.jobs.spec import TERMINAL, EvaluateJobConfig, JobSpec
+from interp.store.db import StoreLockedError
+from pages.common import interpreter_choices, mnist, paths, store, store_busy_message
 
-HOW_TO = """Evaluate an interpreter or a baseline on a held-out set first, e.g.:
+HOW_TO = """Evaluate an interpreter above, or from a shell, e.g.:
 
-    python -m interp evaluate --run runs/NAME --set syn_eval
+    python -m interp evaluate --run runs/NAME --set syn_eval --questions
     python -m interp evaluate --run base:smollm2-135m --set syn_eval
     python -m interp baseline majority --dataset NAME
     python -m interp baseline probe --dataset NAME
 """
 FILTER_LABELS = {"disagree": "Only where they disagree", "both_wrong": "Only where both are wrong", "all": "All samples"}
+WATCH = "compare_watch"
+"""Evaluation jobs submitted from this page: their end reloads the table and says how they ended."""
+SET_HELP = "syn_eval: held-out generated shapes (the paper's D_syn_eval); mnist_eval: the MNIST digits people annotated."
+
+
+def submit_evaluation(choice, eval_set: str, n: int, questions: bool) -> None:
+    run = EvaluateJobConfig.run_ref(choice.kind, choice.spec)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"eval-{run.split(':', 1)[-1]}-{eval_set}-{n}")[:64]
+    try:
+        spec = JobSpec(kind="evaluate", name=name,
+                       evaluate=EvaluateJobConfig(run=run, eval_set=eval_set, n=n, questions=questions,
+                                                  batch_size=50 if choice.reader else 8))
+        job_id = jobs.submit(spec, paths(), store())
+    except (ValueError, OSError) as exc:
+        st.error(f"Not submitted: {exc}")
+        return
+    except StoreLockedError as exc:
+        st.error(f"Not submitted. {store_busy_message(exc)}")
+        return
+    st.session_state.setdefault(WATCH, set()).add(job_id)
+    st.success(f"Queued {job_id}: its results appear below when it ends (run id `{name}`).")
+
+
+def evaluation_progress() -> None:
+    """Active evaluation jobs as progress bars; when one this page started ends, reload the page."""
+    views = [v for v in jobs.list_views(paths(), store()) if v.spec.kind == "evaluate"]
+    for v in views:
+        if v.status in TERMINAL:
+            continue
+        label, done, total = v.progress or ("starting (loading the model)", 0, 1)
+        st.progress(done / max(total, 1), text=f"`{v.spec.name}` · {label} {done}/{total}" if v.progress
+                    else f"`{v.spec.name}` · {label}")
+    watched = st.session_state.get(WATCH, set())
+    ended = [v for v in views if v.id in watched and v.status in TERMINAL]
+    if ended:
+        for v in ended:
+            watched.discard(v.id)
+            st.session_state.setdefault("compare_flash", []).append(
+                (v.status, f"Evaluation `{v.spec.name}` {v.status}" + (f": {v.message}" if v.message else ".")))
+        st.rerun(scope="app")
+
 
 st.title("Compare interpreters")
 st.caption("Table 1 of the paper for any two stored runs on the same held-out set: fine-tuned interpreters, "
-           "the base model before fine-tuning, and the majority and activation-probe baselines.")
+           "the base model before fine-tuning, and the majority and activation-probe baselines. Runs marked "
+           "*shipped* are the results that come with the project (`assets/results/`, loaded at setup).")
+
+for status, text in st.session_state.pop("compare_flash", []):
+    (st.success if status == "succeeded" else st.error)(text)
 
 runs = evaluation_runs(store())
+with st.expander("Evaluate an interpreter", expanded=len(runs) < 2):
+    choices = [c for c in interpreter_choices() if c.kind in ("shipped", "run", "base")]
+    with st.form("compare_evaluate"):
+        a, b, c = st.columns([3, 1, 1])
+        pick = a.selectbox("Interpreter", range(len(choices)), format_func=lambda i: choices[i].label,
+                           key="compare_eval_interpreter")
+        eval_set = b.selectbox("Held-out set", EVAL_SETS, key="compare_eval_set", help=SET_HELP)
+        n = c.number_input("Images", min_value=1, max_value=5000, value=DEFAULT_N, key="compare_eval_n",
+                           help="mnist_eval has as many as people annotated (60 shipped); fewer are used then.")
+        questions = st.checkbox("Count questions too", value=True, key="compare_eval_qa",
+                                help="One grounded question per image (\"How many curves…\"), scored on the "
+                                     "number the answer gives.")
+        go = st.form_submit_button("Evaluate", type="primary",
+                                   help="Queues an evaluation job on this machine (Fine-tuning jobs page lists it). "
+                                        "The reader takes ~2 min for 500 images; a text interpreter ~1.5 s an image.")
+    if go and choices:
+        if not choices[pick].available:
+            st.error(f"Not submitted: {choices[pick].hint}")
+        else:
+            submit_evaluation(choices[pick], eval_set, int(n), questions)
+active = any(r["spec"].get("kind") == "evaluate" and r["status"] not in TERMINAL
+             for r in store().list_jobs().to_dict("records"))
+st.fragment(evaluation_progress, run_every=2 if active else None)()
+
 if len(runs) < 2:
     st.info(f"{len(runs)} evaluated run(s) in the store; comparing needs two.\n\n{HOW_TO}")
     st.stop()
@@ -56,7 +132,7 @@ columns = {labels[run_a]: metrics[run_a], labels[run_b]: metrics[run_b]}
 st.subheader("Table 1")
 table = metrics_table(columns, paper=show_paper)
 st.dataframe(table, column_config={c: st.column_config.NumberColumn(c, format="%.4f") for c in table.columns},
-             key="compare_table")
+             key="compare_table", height=36 * (len(table) + 1) + 3)  # every row, no scroll box
 st.caption(f"n = {metrics[run_a]['n']} and {metrics[run_b]['n']} samples. FDR = 1 − precision is the column the "
            "paper calls FPR; true FPR counts predicted shapes among the (sample, shape type) pairs with none.")
 d1, d2, _ = st.columns([1, 1, 3])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interp.bootstrap import ensure_all
+from interp.bootstrap import ensure_all, ensure_results
 from interp.cli import jobs as cli_jobs
 from interp.cli.registry import COMMANDS, command
 from interp.configs import add_config_args, config_from_args
@@ -21,6 +21,7 @@ from interp.encoding.reference import calibrate_default
 from interp.evaluation.baselines import run_majority, run_probe
 from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, evaluate_spec
 from interp.evaluation.metrics import main_metrics
+from interp.evaluation.shipped import RESULTS_FILE, export_results
 from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
 from interp.interpreters.finetune import finetune
 from interp.interpreters.models import fetch_model, is_fetched, load_tokenizer
@@ -237,6 +238,21 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+@command("results export")
+def cmd_results_export(args: argparse.Namespace, paths: Paths) -> int:
+    out = Path(args.out) if args.out else paths.assets_dir / "results" / RESULTS_FILE
+    n = export_results(Store(paths.db_path), args.runs, out, load_mnist(paths.data_dir).source)
+    print(f"{n} (run, set) results of {len(args.runs)} run(s) written to {out}")
+    return 0
+
+
+@command("results load")
+def cmd_results_load(args: argparse.Namespace, paths: Paths) -> int:
+    for line in ensure_results(paths, load_mnist(paths.data_dir).source):
+        print(line)
+    return 0
+
+
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
@@ -342,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, ProbeConfig)
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
+
+    res = sub.add_parser("results", help="the shipped evaluation results (assets/results/)").add_subparsers(
+        dest="results_cmd", required=True, metavar="ACTION")
+    p = res.add_parser("export", help="write stored runs' predictions and metrics for shipping")
+    p.add_argument("runs", nargs="+", help="run ids in the store")
+    p.add_argument("--out", help=f"file (default: assets/results/{RESULTS_FILE})")
+    p.set_defaults(cmd="results export")
+    p = res.add_parser("load", help="add the shipped results the store lacks (setup does this)")
+    p.set_defaults(cmd="results load")
 
     cli_jobs.add_parsers(sub)
     return parser

@@ -36,6 +36,7 @@ from interp.data.mnist import load_mnist
 from interp.data.shapes import generate_shapes
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.metrics import aggregate_scores, score_sample
+from interp.evaluation.shipped import SHIPPED_KEY
 from interp.interpreters.dataset import annotated_mnist, synthetic_images
 from interp.interpreters.questions import answer_all, eval_questions, score_answers
 from interp.interpreters.registry import load_interpreter
@@ -292,13 +293,13 @@ def evaluate(interpreter, eval_rows: Sequence[dict], run_id: str, store, batch_s
 
 
 def evaluate_questions(interpreter, eval_rows: Sequence[dict], run_id: str, store, eval_set: str = "syn_eval",
-                       seed: int = 0) -> dict:
+                       seed: int = 0, progress: bool = False) -> dict:
     """Ask one grounded count question per row (`interp.interpreters.questions.eval_questions`), score the numbers the
     answers give, and add ``qa_accuracy`` / ``qa`` to the run's stored metrics on ``eval_set``."""
 
     counts = np.array([counts_to_vector(r["counts"]) for r in eval_rows], dtype=np.int64).reshape(-1, len(SHAPES))
     questions = eval_questions(counts, seed)
-    answers = answer_all(interpreter, [r["encoding"] for r in eval_rows], questions)
+    answers = answer_all(interpreter, [r["encoding"] for r in eval_rows], questions, progress=progress)
     qa = score_answers(questions, answers)
     qa["examples"] = [{"index": r["index"], "question": q.text, "answer": a, "truth": q.truth}
                       for r, q, a in list(zip(eval_rows, questions, answers, strict=True))[:20]]
@@ -323,7 +324,7 @@ def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_siz
     metrics = evaluate(interpreter, es.rows, run_id, store, batch_size, progress,
                        eval_set=eval_set, config={"spec": spec, **es.config()}, path=path)
     if questions:
-        qa = evaluate_questions(interpreter, es.rows, run_id, store, eval_set)
+        qa = evaluate_questions(interpreter, es.rows, run_id, store, eval_set, progress=progress)
         metrics = {**metrics, "qa_accuracy": qa["accuracy"], "qa": qa}
     return run_id, metrics
 
@@ -337,9 +338,10 @@ def run_label(run_id: str, preset: str | None = None) -> str:
 
 
 def evaluation_runs(store) -> pd.DataFrame:
-    """One row per stored (run, eval set) with metrics: run_id, eval_set, kind, preset, label, n, accuracy, f1."""
+    """One row per stored (run, eval set) with metrics: run_id, eval_set, kind, preset, label, n, accuracy, f1,
+    shipped (loaded from `assets/results/`; its label says so)."""
     metrics = store.get_metrics()
-    cols = ["run_id", "eval_set", "kind", "preset", "label", "n", "accuracy", "f1", "created_at"]
+    cols = ["run_id", "eval_set", "kind", "preset", "label", "n", "accuracy", "f1", "shipped", "created_at"]
     if metrics.empty:
         return pd.DataFrame(columns=cols)
     runs = store.list_runs().set_index("id")
@@ -348,10 +350,12 @@ def evaluation_runs(store) -> pd.DataFrame:
         run = runs.loc[rec["run_id"]] if rec["run_id"] in runs.index else None
         preset = None if run is None or pd.isna(run["preset"]) else run["preset"]
         m = rec["metrics"]
+        shipped = run is not None and bool((run["config"] or {}).get(SHIPPED_KEY))
         out.append({"run_id": rec["run_id"], "eval_set": rec["eval_set"],
                     "kind": None if run is None else run["kind"], "preset": preset,
-                    "label": run_label(rec["run_id"], preset), "n": m.get("n"), "accuracy": m.get("accuracy"),
-                    "f1": m.get("f1"), "created_at": rec["created_at"]})
+                    "label": run_label(rec["run_id"], preset) + (" · shipped" if shipped else ""),
+                    "n": m.get("n"), "accuracy": m.get("accuracy"), "f1": m.get("f1"), "shipped": shipped,
+                    "created_at": rec["created_at"]})
     return pd.DataFrame(out, columns=cols).sort_values(["eval_set", "created_at"], ascending=[True, False],
                                                        ignore_index=True)
 

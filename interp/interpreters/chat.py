@@ -36,8 +36,9 @@ from interp.interpreters.prompt import (
     QUESTION_SIGNIFIER,
     task_text,
 )
+from interp.interpreters.questions import answer_count, parse_question, reference_number
 from interp.interpreters.registry import read_interpreter_info
-from interp.language import OUTPUT_SIGNIFIER
+from interp.language import OUTPUT_SIGNIFIER, PLURALS, parse_description
 from interp.settings import Paths
 
 SHIPPED_DIR = "interpreters"
@@ -227,6 +228,54 @@ def build_chat_prompt(head: str, turns: Sequence[Turn], question: str) -> str:
     """
     past = "".join(f"{turn_prompt(t.question)}{t.answer.strip()}\n" for t in turns if t.answer is not None)
     return head + past + turn_prompt(question)
+
+
+# --- checking an answer against a reference reading -----------------------------------------------------
+
+def _listing(counts: Mapping[str, int]) -> str:
+    items = [f"{n} {s if n == 1 else PLURALS[s]}" for s, n in counts.items() if n]
+    return ", ".join(items) or "no shapes"
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """What an answer states next to what a reference reading (the activation probe) says."""
+
+    kind: str
+    """A question kind (`interp.interpreters.questions`) or ``describe``."""
+    stated: Any
+    """The answer's number (yes/no as 1/0), or its parsed counts for ``describe``; None if it states none."""
+    reference: Any
+    reference_counts: Mapping[str, int]
+
+    @property
+    def agrees(self) -> bool:
+        return self.stated is not None and self.stated == self.reference
+
+    def summary(self, reference_name: str = "the probe") -> str:
+        ref = f"{reference_name} reads {_listing(self.reference_counts)}"
+        if self.kind == "describe":
+            said = "nothing readable" if self.stated is None else _listing(self.stated)
+            return f"{'✅' if self.agrees else '❌'} the answer reads {said}; {ref}"
+        if self.kind == "exists":
+            word = {1: "yes", 0: "no", None: "no yes/no"}[self.stated]
+            return f"{'✅' if self.agrees else '❌'} the answer says {word}; {ref} → {'yes' if self.reference else 'no'}"
+        said = "no number" if self.stated is None else f"**{self.stated}**"
+        return f"{'✅' if self.agrees else '❌'} the answer gives {said}; {ref} → **{self.reference}**"
+
+
+def check_answer(question: str, answer: str, reference_counts: Mapping[str, int]) -> AnswerCheck | None:
+    """The check of a description (the describe preset) or a count question's answer; None for other questions."""
+    counts = {s: int(n) for s, n in reference_counts.items() if n}
+    if is_describe(question):
+        parsed = parse_description(answer)
+        stated = {s: n for s, n in parsed.counts.items() if n} if parsed.total is not None or any(
+            parsed.counts.values()) else None
+        return AnswerCheck("describe", stated, counts, counts)
+    q = parse_question(question)
+    if q is None:
+        return None
+    return AnswerCheck(q.kind, answer_count(q, answer), reference_number(q, counts), counts)
 
 
 # --- conversations in the store -------------------------------------------------------------------------

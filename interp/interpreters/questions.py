@@ -125,6 +125,31 @@ def answer_count(question: Question, answer: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+def parse_question(text: str) -> Question | None:
+    """The grounded question a free text asks ("how many curves…", "is there an ellipse?"), without its
+    answer; None for any other question. Curves and straight lines before single types: "How many curves"."""
+    t = " ".join(text.lower().split())
+    names = sorted(((n, s) for s in SHAPES for n in (PLURALS[s], s)), key=lambda p: -len(p[0]))
+    if m := re.search(r"\bis there (?:an? |any )?([a-z-]+)", t):
+        shape = next((s for n, s in names if m.group(1) == n), None)
+        return Question("exists", text, "", shape) if shape else None
+    if not re.search(r"\bhow many\b|\bcount\b|\bnumber of\b", t):
+        return None
+    for kind, pattern in (("curves", r"\bcurves?\b"), ("lines", r"\bstraight lines?\b|\blines\b"),
+                          ("total", r"\bshapes?\b")):
+        if re.search(pattern, t):
+            return Question(kind, text, "")
+    for name, shape in names:
+        if re.search(rf"(?<![a-z-]){re.escape(name)}\b", t):
+            return Question("count", text, "", shape)
+    return None
+
+
+def reference_number(question: Question, counts: Mapping[str, int]) -> int:
+    """What ``counts`` (e.g. a probe's reading) say the answer to ``question`` is."""
+    return make_question(question.kind, counts, question.shape).truth
+
+
 def score_answers(questions: Sequence[Question], answers: Sequence[str]) -> dict:
     """Accuracy of the numbers the answers give, overall and per kind ('origin' questions are not scored)."""
     if len(questions) != len(answers):
@@ -157,13 +182,21 @@ def eval_questions(counts: np.ndarray, seed: int = 0) -> list[Question]:
     return out
 
 
-def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Question], batch_size: int = 25) -> list[str]:
+def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Question], batch_size: int = 25,
+               progress: bool = False) -> list[str]:
     """The interpreter's answers: batched where it offers `answer_questions`, else one streamed answer each."""
-    if hasattr(interpreter, "answer_questions"):
-        out: list[str] = []
-        for i in range(0, len(encodings), batch_size):
-            out += interpreter.answer_questions(list(encodings[i : i + batch_size]),
-                                                [q.text for q in questions[i : i + batch_size]])
-        return out
-    return ["".join(interpreter.stream(build_question(e, q.text, interpreter.encoder), max_new_tokens=96)).strip()
-            for e, q in zip(encodings, questions, strict=True)]
+    from tqdm.auto import tqdm
+
+    out: list[str] = []
+    batched = hasattr(interpreter, "answer_questions")
+    step = batch_size if batched else 1
+    with tqdm(total=len(encodings), unit="question", desc=f"answer ({getattr(interpreter, 'name', 'interpreter')})", disable=not progress) as bar:
+        for i in range(0, len(encodings), step):
+            chunk, asked = list(encodings[i : i + step]), questions[i : i + step]
+            if batched:
+                out += interpreter.answer_questions(chunk, [q.text for q in asked])
+            else:
+                out.append("".join(interpreter.stream(build_question(chunk[0], asked[0].text, interpreter.encoder),
+                                                      max_new_tokens=96)).strip())
+            bar.update(len(chunk))
+    return out

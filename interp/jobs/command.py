@@ -13,7 +13,7 @@ from pathlib import Path
 from interp import storage
 from interp.configs import config_to_argv
 from interp.interpreters.training import resolve_dataset
-from interp.jobs.spec import JobSpec
+from interp.jobs.spec import SHIPPED_PREFIX, JobSpec
 from interp.settings import Paths
 from interp.store.db import Store
 
@@ -45,10 +45,17 @@ def command(spec: JobSpec, paths: Paths) -> tuple[list[str], dict[str, str]]:
         return [python, "-m", "interp", "finetune", *config_to_argv(cfg)], env
     ev = spec.evaluate
     seed_eval_store(Path(location) / "eval.duckdb", paths)
-    target = ev.run if ev.run.startswith("base:") else run_location(spec, paths, ev.run)
+    if ev.run.startswith("base:"):
+        target = ev.run
+    elif ev.run.startswith(SHIPPED_PREFIX):  # in git: the project folder here, Ray's working_dir there
+        shipped = Path("assets") / "interpreters" / ev.run[len(SHIPPED_PREFIX):]
+        target = str(paths.assets_dir.parent / shipped if spec.backend == "local" else shipped)
+    else:
+        target = run_location(spec, paths, ev.run)
     env["N2W_DB"] = storage.join(location, "eval.duckdb")  # the job's own store, merged home when it ends
+    # No --json: the log's progress bars are the job's progress (`interp.jobs.progress.log_progress`).
     return [python, "-m", "interp", "evaluate", "--run", target, "--set", ev.eval_set, "--n", str(ev.n),
-            "--batch-size", str(ev.batch_size), "--run-id", spec.name, "--json",
+            "--batch-size", str(ev.batch_size), "--run-id", spec.name,
             *(["--questions"] if ev.questions else [])], env
 
 

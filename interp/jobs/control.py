@@ -13,7 +13,7 @@ from datetime import datetime
 
 from interp import storage
 from interp.jobs.command import command, run_location
-from interp.jobs.progress import JobView, clean_log, read_metrics
+from interp.jobs.progress import JobView, clean_log, log_progress, read_metrics
 from interp.jobs.registry import BACKENDS
 from interp.jobs.results import register_run
 from interp.jobs.spec import TERMINAL, JobSpec
@@ -157,10 +157,12 @@ def view(job_id: str, paths: Paths, store: Store | None = None) -> JobView:
     spec = JobSpec.from_dict(job.spec)
     location = run_location(spec, paths)
     config = (storage.read_json(storage.join(location, "run_config.json")) or {}) if spec.kind == "finetune" else {}
+    active = spec.kind == "evaluate" and job.status in ("queued", "running")
     return JobView(id=job.id, spec=spec, status=job.status, backend=job.backend, message=job.message,
                    created_at=job.created_at, finished_at=job.finished_at, location=location,
                    metrics=read_metrics(location) if spec.kind == "finetune" else [],
-                   total_steps=config.get("total_steps"))
+                   total_steps=config.get("total_steps"),
+                   progress=log_progress(logs(job_id, paths, store)) if active else None)
 
 
 def list_views(paths: Paths, store: Store | None = None) -> list[JobView]:

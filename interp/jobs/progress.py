@@ -27,6 +27,8 @@ class JobView:
     location: str
     metrics: list[dict] = field(default_factory=list)
     total_steps: int | None = None
+    progress: tuple[str, int, int] | None = None
+    """An active evaluation job's last progress bar: (label, done, total)."""
 
     @property
     def elapsed_s(self) -> float:
@@ -47,6 +49,18 @@ class JobView:
     def last(self, key: str) -> float | None:
         values = [m[key] for m in self.metrics if key in m]
         return values[-1] if values else None
+
+
+TQDM = re.compile(r"(?:^|\n)([^\n|]*?):?\s*\d+%\|[^|\n]*\|\s*(\d+)/(\d+)")
+
+
+def log_progress(log: str) -> tuple[str, int, int] | None:
+    """(label, done, total) of the last progress bar in a cleaned log ("describe (x): 45%|…| 225/500"), else None."""
+    found = TQDM.findall(log)
+    if not found:
+        return None
+    label, done, total = found[-1]
+    return label.strip(), int(done), int(total)
 
 
 def clean_log(text: str) -> str:

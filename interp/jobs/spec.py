@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from interp import storage
@@ -20,6 +21,7 @@ from interp.names import is_safe_name, safe_name
 JOB_KINDS = ("finetune", "evaluate")
 TERMINAL = ("succeeded", "failed", "stopped")
 STATUSES = ("queued", "running", *TERMINAL)
+SHIPPED_PREFIX = "shipped:"
 ADDRESS_RE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?")
 
 
@@ -28,7 +30,7 @@ class EvaluateJobConfig:
     """An evaluation job: describe a held-out set with a run's interpreter and score it (§4)."""
 
     run: str
-    """Run name (a folder under the runs dir / storage) or base:PRESET."""
+    """Run name (a folder under the runs dir / storage), shipped:NAME (assets/interpreters/NAME) or base:PRESET."""
     eval_set: str = "syn_eval"
     """Held-out set: syn_eval or mnist_eval."""
     n: int = 40
@@ -43,8 +45,23 @@ class EvaluateJobConfig:
             raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {self.eval_set!r}")
         if self.n < 1 or self.batch_size < 1:
             raise ValueError("n and batch_size must be ≥ 1")
-        if not (isinstance(self.run, str) and (self.run.startswith("base:") or is_safe_name(self.run))):
-            raise ValueError(f"run must be a run name or base:PRESET, got {self.run!r}")
+        shipped = isinstance(self.run, str) and self.run.startswith(SHIPPED_PREFIX)
+        name = self.run[len(SHIPPED_PREFIX):] if shipped else self.run
+        if not (isinstance(self.run, str) and (self.run.startswith("base:") or is_safe_name(name))):
+            raise ValueError(f"run must be a run name, shipped:NAME or base:PRESET, got {self.run!r}")
+
+    @classmethod
+    def run_ref(cls, kind: str, spec: str) -> str:
+        """The ``run`` of an interpreter the app lists (`interp.interpreters.chat.InterpreterChoice` kind and spec):
+        runs/NAME/adapter → NAME, assets/interpreters/NAME → shipped:NAME, base:PRESET as it is."""
+        if kind == "base":
+            return spec
+        path = Path(spec)
+        if kind == "shipped":
+            return SHIPPED_PREFIX + path.name
+        if kind == "run":
+            return (path.parent if path.name == "adapter" else path).name
+        raise ValueError(f"an evaluation job takes a shipped, trained or base interpreter, not a {kind!r} one")
 
 
 @dataclass(frozen=True)

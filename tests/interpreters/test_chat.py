@@ -201,3 +201,24 @@ def test_exports(tmp_path: Path) -> None:
 
 def test_thread_keys_differ_by_model_and_encoding() -> None:
     assert chat.thread_key("a", "fzz") != chat.thread_key("b", "fzz") != chat.thread_key("a", "fzl")
+
+
+PROBE_SAYS = {"ellipse": 1, "corner": 1, "vertical": 0}
+
+
+def test_check_answer_sets_a_description_or_a_count_answer_beside_the_reference() -> None:
+    ok = chat.check_answer(PRESET_QUESTIONS["describe"], "Image with 2 shapes: 1 ellipse, 1 corner", PROBE_SAYS)
+    assert ok.agrees and ok.stated == {"ellipse": 1, "corner": 1}
+    assert ok.summary() == "✅ the answer reads 1 ellipse, 1 corner; the probe reads 1 ellipse, 1 corner"
+    wrong = chat.check_answer(PRESET_QUESTIONS["describe"], "Image with 1 shape: 1 vertical", PROBE_SAYS)
+    assert not wrong.agrees and wrong.summary().startswith("❌ the answer reads 1 vertical")
+    assert not chat.check_answer(PRESET_QUESTIONS["describe"], "zzzz", PROBE_SAYS).agrees
+
+    curves = chat.check_answer(PRESET_QUESTIONS["curves"], "Image with 2 shapes: 1 ellipse, 1 corner. Curves are "
+                               "ellipses and corners: 1 ellipse + 1 corner = 2 curves.", PROBE_SAYS)
+    assert (curves.kind, curves.stated, curves.reference, curves.agrees) == ("curves", 2, 2, True)
+    bare = chat.check_answer("How many corners are there?", "3", PROBE_SAYS)
+    assert bare.stated is None and not bare.agrees and "no number" in bare.summary()
+    exists = chat.check_answer("Is there a vertical in the image?", "Yes, 1 vertical.", PROBE_SAYS)
+    assert (exists.stated, exists.reference, exists.agrees) == (1, 0, False)
+    assert chat.check_answer(PRESET_QUESTIONS["origin"], "From MNIST.", PROBE_SAYS) is None

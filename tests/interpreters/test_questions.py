@@ -11,6 +11,8 @@ from interp.interpreters.questions import (
     answer_count,
     eval_questions,
     make_question,
+    parse_question,
+    reference_number,
     sample_questions,
     score_answers,
 )
@@ -95,3 +97,23 @@ def test_answer_all_falls_back_to_streaming() -> None:
     q = [make_question("count", COUNTS, "corner")]
     assert answer_all(Streams(), ["fzz"], q) == ["2 corners."]
     assert isinstance(q[0], Question)
+
+
+@pytest.mark.parametrize("text,kind,shape", [
+    ("How many curves are in the image, 0, 1, 2, 3, 4, 5? Explain your answer first.", "curves", None),
+    ("how many straight lines?", "lines", None),
+    ("How many shapes are in the image?", "total", None),
+    ("How many anti-diagonals are there?", "count", "anti-diagonal"),
+    ("How many diagonals are there?", "count", "diagonal"),
+    ("Count the corners", "count", "corner"),
+    ("Is there an ellipse in the image?", "exists", "ellipse"),
+])
+def test_parse_question_finds_the_grounded_question_in_free_text(text: str, kind: str, shape: str | None) -> None:
+    q = parse_question(text)
+    assert (q.kind, q.shape) == (kind, shape)
+    assert reference_number(q, COUNTS) == make_question(kind, COUNTS, shape).truth
+
+
+@pytest.mark.parametrize("text", ["Where does this pattern come from?", "Is there a cat?", "Describe it"])
+def test_parse_question_leaves_other_questions_alone(text: str) -> None:
+    assert parse_question(text) is None

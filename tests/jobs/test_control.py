@@ -18,7 +18,7 @@ from interp.interpreters.training import FinetuneConfig, last_complete_checkpoin
 from interp.jobs import control as jobs
 from interp.jobs.command import command
 from interp.jobs.local import job_dir, process_alive
-from interp.jobs.progress import clean_log, read_metrics
+from interp.jobs.progress import clean_log, log_progress, read_metrics
 from interp.jobs.spec import EvaluateJobConfig, JobSpec
 from interp.run_lock import RunFolderBusy, ensure_no_writer, run_writer
 from interp.store.db import Store
@@ -93,6 +93,10 @@ def test_command_is_an_argument_vector(tiny, paths) -> None:
     ev = JobSpec(kind="evaluate", name="run-r-eval", evaluate=EvaluateJobConfig(run="run-r", questions=True))
     argv, _ = command(ev, paths)
     assert argv[1:4] == ["-m", "interp", "evaluate"] and argv[-1] == "--questions"
+    assert "--json" not in argv  # the log's progress bars are the job's progress
+    shipped = JobSpec(kind="evaluate", name="ev-shipped", evaluate=EvaluateJobConfig(run="shipped:reader-smollm2"))
+    argv, _ = command(shipped, paths)
+    assert argv[argv.index("--run") + 1] == str(paths.assets_dir / "interpreters" / "reader-smollm2")
 
     url = f"file://{paths.data_dir / 'bucket'}"
     spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data), backend="ray",
@@ -139,6 +143,8 @@ def test_local_job_runs_to_completion_and_registers_its_run(tiny, paths) -> None
     metrics = store.get_metrics("tiny-local-eval")
     assert metrics["eval_set"].tolist() == ["syn_eval"] and metrics["metrics"][0]["n"] == 3
     assert len(store.get_predictions("tiny-local-eval", "syn_eval")) == 3
+    label, done, total = log_progress(jobs.logs(ev_id, paths, store))  # what the Compare page's bar shows
+    assert label.startswith("describe") and done == total == 3
 
 
 def _alive(pid: int) -> bool:
@@ -246,6 +252,13 @@ def test_read_metrics_drops_steps_a_resume_redid(tmp_path: Path) -> None:
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + '\n{"step": 2')
     rows = read_metrics(str(tmp_path))
     assert [(r["step"], r.get("loss")) for r in rows] == [(5, 1.0), (10, 1.0), (12, 0.5), (15, 0.4)]
+
+
+def test_log_progress_reads_the_last_bar() -> None:
+    log = clean_log("loading\ndescribe (r): 40%|####  | 2/5 [00:01<00:01]\r describe (r): 60%|######| 3/5 [00:02<00:01]\n"
+                    "answer (r):  20%|##        | 1/5 [00:00<00:02]")
+    assert log_progress(log) == ("answer (r)", 1, 5)
+    assert log_progress("loading the model") is None
 
 
 def test_clean_log_keeps_the_last_state_of_progress_bars() -> None:

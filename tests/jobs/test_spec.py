@@ -16,9 +16,18 @@ def test_a_job_name_that_is_not_a_plain_folder_name_is_refused(name: str) -> Non
         JobSpec(kind="finetune", name=name, finetune=FT)
 
 
-@pytest.mark.parametrize("run", ["run\n", "../run", "a/b"])
-def test_an_evaluation_of_a_run_takes_only_a_run_name_or_a_base_preset(run: str) -> None:
-    with pytest.raises(ValueError, match="run must be a run name or base:PRESET"):
+@pytest.mark.parametrize("run", ["run\n", "../run", "a/b", "shipped:../x", "shipped:"])
+def test_an_evaluation_of_a_run_takes_only_a_run_name_a_shipped_one_or_a_base_preset(run: str) -> None:
+    with pytest.raises(ValueError, match="run must be a run name, shipped:NAME or base:PRESET"):
         EvaluateJobConfig(run=run)
+    assert EvaluateJobConfig(run="shipped:reader-smollm2").run == "shipped:reader-smollm2"
     assert EvaluateJobConfig(run="base:smollm2-135m").run == "base:smollm2-135m"
     assert JobSpec(kind="evaluate", name="ok-1", evaluate=EvaluateJobConfig(run="run-1")).name == "ok-1"
+
+
+def test_run_ref_names_any_listed_interpreter() -> None:
+    assert EvaluateJobConfig.run_ref("shipped", "/x/assets/interpreters/reader-smollm2") == "shipped:reader-smollm2"
+    assert EvaluateJobConfig.run_ref("run", "/x/runs/my-run/adapter") == "my-run"
+    assert EvaluateJobConfig.run_ref("base", "base:smollm2-135m") == "base:smollm2-135m"
+    with pytest.raises(ValueError, match="injected"):
+        EvaluateJobConfig.run_ref("injected", "injected:fake")

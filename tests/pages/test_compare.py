@@ -91,3 +91,35 @@ def test_same_run_twice_warns(store: Store) -> None:
     assert not at.exception
     assert "two different runs" in at.warning[0].value
     assert len(at.dataframe) == 0
+
+
+def test_evaluate_queues_a_job_shows_its_progress_and_then_its_run(paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh store: Evaluate the shipped reader on 3 images; a progress bar while it runs, its run when done."""
+    from interp.bootstrap import ensure_store
+    from interp.jobs import control as jobs
+    from pages.common import paths as app_paths
+    from tests.jobs.test_control import stop_all
+
+    list(ensure_store(paths))
+    app_paths.clear()
+    try:
+        at = run_page()
+        picks = at.selectbox(key="compare_eval_interpreter")
+        picks.set_value(next(i for i, label in enumerate(picks.options) if "reader-smollm2" in label))
+        at.number_input(key="compare_eval_n").set_value(3)
+        at.checkbox(key="compare_eval_qa").uncheck()
+        at.button[0].click()
+        at.run()
+        assert not at.exception, at.exception
+        assert "Queued" in at.success[0].value and "eval-reader-smollm2-syn_eval-3" in at.success[0].value
+        assert at.get("progress"), "no progress bar for the queued evaluation"
+        store = Store(paths.db_path)
+        job_id = store.list_jobs()["id"].iloc[0]
+        assert jobs.wait(job_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(job_id, paths, store)
+        at.run()
+        assert not at.exception, at.exception
+        assert "1 evaluated run(s)" in at.info[0].value
+        assert store.get_metrics("eval-reader-smollm2-syn_eval-3")["metrics"].iloc[0]["n"] == 3
+    finally:
+        stop_all(paths)
+        app_paths.clear()
