@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from interp.bootstrap import ensure_store
+from interp.bootstrap import ensure_results, ensure_store
+from interp.data.mnist import load_mnist
 from interp.settings import ROOT, Paths
 
 pytestmark = pytest.mark.browser
@@ -60,6 +61,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("browser")
     paths = dataclasses.replace(Paths.from_env(), db_path=tmp / "interp.duckdb")
     list(ensure_store(paths))
+    list(ensure_results(paths, load_mnist(paths.data_dir).source))  # as `make app` leaves a fresh store
     port = free_port()
     env = {**os.environ, "N2W_DB": str(paths.db_path), "PYTHONPATH": str(ROOT)}
     log = (tmp / "streamlit.log").open("w")
@@ -248,6 +250,57 @@ def test_screenshot_every_page(server, page):
         assert page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).count() == 1, title
         path = screenshot(page, name)
         assert path.stat().st_size > 10_000
+
+
+def test_a_newcomer_goes_home_draw_activations_chat_compare(server, page):
+    """A fresh store after setup: Home says where to start, a drawing reaches the shipped reader, whose
+    description is checked against the probe, and Compare shows the shipped results without any evaluation."""
+    open_page(page, server, "home")
+    page.get_by_text("Start here").wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()  # the shipped results table
+    screenshot(page, "newcomer-home")
+    page.get_by_role("link", name="1 · Draw a digit").click()
+    page.locator("h1").get_by_text("Draw").wait_for()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(x + 8, box["y"] + box["height"] - 40, steps=15)
+    page.mouse.up()
+    page.get_by_text("Prediction:").wait_for()
+    settle(page)
+    page.get_by_role("button", name="Use this image").click()
+    page.get_by_text("This is the current image (drawing)").wait_for()
+    page.get_by_text("See its activations and encoding").click()
+    page.get_by_text("Target prediction:").wait_for()
+    page.locator(IDLE).wait_for()
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Chat", exact=True).click()
+    page.locator("h1").get_by_text("Chat").wait_for()
+    page.locator(IDLE).wait_for()
+    picker = page.get_by_role("combobox", name="Interpreter")
+    assert picker.input_value().startswith("reader-smollm2 (shipped,")  # the default
+    if page.get_by_text("cannot be loaded").count():
+        pytest.skip("the shipped reader's base model is not fetched (python -m interp models fetch smollm2-135m)")
+    page.get_by_role("button", name="Describe the shapes").click()
+    page.get_by_role("button", name="Export conversation (.json)").wait_for(timeout=300_000)
+    page.locator(IDLE).wait_for(timeout=60_000)
+    assistant = page.locator('[data-testid="stChatMessage"]').filter(
+        has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+    text = assistant.first.inner_text()
+    assert "Image with" in text and "drawing" in text  # the answer, and the image it is about
+    assert "the activation probe reads" in text  # checked against the probe's reading
+    screenshot(page, "newcomer-chat")
+
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Compare", exact=True).click()
+    page.locator("h1").get_by_text("Compare").wait_for()
+    page.locator(IDLE).wait_for()
+    page.get_by_text("Table 1").wait_for()
+    assert page.get_by_text("evaluated run(s) in the store").count() == 0
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "newcomer-compare")
 
 
 @pytest.mark.slow
