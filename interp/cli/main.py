@@ -238,6 +238,60 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+@command("intervene image")
+def cmd_intervene_image(args: argparse.Namespace, paths: Paths) -> int:
+    from interp.evaluation.evaluate import interpreter_thresholds
+    from interp.interpreters.registry import load_interpreter
+    from interp.interventions import intervene_image
+
+    interventions = _interventions(args)
+    interpreter = load_interpreter(args.interpreter, paths.models_dir)
+    thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
+    if args.image:
+        _, image = prepare_upload(Path(args.image).read_bytes())
+    else:
+        image = load_mnist(paths.data_dir).test.images[args.mnist]
+    r = intervene_image(load_target(paths.target_dir), image, interventions, thresholds, interpreter.encoder,
+                        interpreter.describe)
+    _print_json({"interventions": [iv.label for iv in interventions],
+                 "prediction": [r.before.prediction, r.after.prediction],
+                 "description": [r.description_before, r.description_after], "changed": r.changed,
+                 "changed_cells": r.changed_cells})
+    return 0
+
+
+@command("intervene effects")
+def cmd_intervene_effects(args: argparse.Namespace, paths: Paths) -> int:
+    from tqdm.auto import tqdm
+
+    from interp.evaluation.effects import EffectConfig, ablate_each, run_effects
+
+    interventions = _interventions(args) or ablate_each()
+    cfg = EffectConfig(n=args.n, n_mnist=args.n_mnist, interventions=tuple(interventions),
+                       batch_size=args.batch_size)
+    with tqdm(total=len(interventions) + 1, unit="intervention", desc="effects") as bar:
+        path, result = run_effects(args.interpreter, paths, cfg, args.name,
+                                   progress=lambda done, total: bar.update(done - bar.n))
+    for line in result.summary():
+        print(line)
+    print(f"saved {path} ({result.seconds:.0f} s)")
+    return 0
+
+
+def _interventions(args: argparse.Namespace) -> list:
+    """--ablate F, --scale F:X, --clamp F:LETTER (each repeatable) as Interventions."""
+    from interp.interventions import Intervention
+
+    out = [Intervention(int(f), "ablate") for f in args.ablate or []]
+    for item in args.scale or []:
+        f, _, x = item.partition(":")
+        out.append(Intervention(int(f), "scale", float(x)))
+    for item in args.clamp or []:
+        f, _, letter = item.partition(":")
+        out.append(Intervention(int(f), "clamp", letter))
+    return out
+
+
 @command("results export")
 def cmd_results_export(args: argparse.Namespace, paths: Paths) -> int:
     out = Path(args.out) if args.out else paths.assets_dir / "results" / RESULTS_FILE
@@ -358,6 +412,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p, ProbeConfig)
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
+
+    iv = sub.add_parser("intervene", help="switch conv1 filters off, scale or clamp them, and see what changes").add_subparsers(
+        dest="intervene_cmd", required=True, metavar="ACTION")
+    for action, text in (("image", "one image before and after (prediction, description, changed counts)"),
+                         ("effects", "the effect map over held-out images (default: ablate each filter)")):
+        p = iv.add_parser(action, help=text)
+        p.add_argument("--interpreter", default="assets/interpreters/reader-smollm2",
+                       help="interpreter folder or base:PRESET")
+        p.add_argument("--ablate", type=int, action="append", metavar="F", help="switch filter F off")
+        p.add_argument("--scale", action="append", metavar="F:X", help="multiply filter F's map by X (0…3)")
+        p.add_argument("--clamp", action="append", metavar="F:BIN", help="set filter F to bin BIN where it fires")
+        if action == "image":
+            g = p.add_mutually_exclusive_group(required=True)
+            g.add_argument("--image", help="an image file (PNG, JPEG, …)")
+            g.add_argument("--mnist", type=int, help="an MNIST test index")
+        else:
+            p.add_argument("--name", required=True, help="saved as runs/NAME/effects.json")
+            p.add_argument("--n", type=int, default=200, help="held-out synthetic images (default 200)")
+            p.add_argument("--n-mnist", type=int, default=1000, help="MNIST test digits for the accuracy")
+            p.add_argument("--batch-size", type=int, default=50, help="encodings per describe call")
+        p.set_defaults(cmd=f"intervene {action}")
 
     res = sub.add_parser("results", help="the shipped evaluation results (assets/results/)").add_subparsers(
         dest="results_cmd", required=True, metavar="ACTION")

@@ -1,0 +1,173 @@
+"""Interventions on conv1's activations: switch a filter off, scale it, or clamp it to a bin.
+
+They act on the activations [.., 8, 14, 14] after ReLU and max-pool, never on saved weights: as a
+pure function on the tensor (`apply_interventions`) and as a scoped forward hook on the target's
+conv1 block (`intervened`), so the rest of the CNN (conv2, the classifier) sees the changed maps
+and its digit prediction changes with them.
+
+- ``ablate``: the filter's map is zero (every cell z).
+- ``scale``: the map times a factor in [0, 3].
+- ``clamp``: where the filter fires (bin above z) the activation is set to the middle of the chosen
+  bin of its thresholds (v: half a bin width above t4); z clamps to 0, i.e. ablates. The pattern
+  of where it fires stays; its strength is what changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS
+from interp.encoding.thresholds import ThresholdSet, validate_thresholds
+from interp.language import SHAPES, parse_description
+from interp.pipeline import Analysis, analyze_image
+from interp.target.activations import hooked
+from interp.target.cnn import TargetCNN, to_input
+
+OPS = ("ablate", "scale", "clamp")
+MAX_SCALE = 3.0
+N_FILTERS = 8
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One change to one filter's map."""
+
+    filter: int
+    """conv1 filter 0..7."""
+    op: str = "ablate"
+    """'ablate', 'scale' or 'clamp'."""
+    value: float | str | None = None
+    """scale: the factor (0…3); clamp: the bin letter (z, l, m, h, v); ablate: unused."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.filter, int | np.integer) or not 0 <= int(self.filter) < N_FILTERS:
+            raise ValueError(f"filter must be 0..{N_FILTERS - 1}, got {self.filter!r}")
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        if self.op == "scale" and not (isinstance(self.value, int | float) and 0 <= float(self.value) <= MAX_SCALE):
+            raise ValueError(f"scale takes a factor in [0, {MAX_SCALE:g}], got {self.value!r}")
+        if self.op == "clamp" and (not isinstance(self.value, str) or self.value not in LETTERS):
+            raise ValueError(f"clamp takes a bin letter, one of {', '.join(LETTERS)}; got {self.value!r}")
+
+    @property
+    def label(self) -> str:
+        if self.op == "scale":
+            return f"scale filter {self.filter} ×{float(self.value):g}"
+        if self.op == "clamp":
+            return f"clamp filter {self.filter} to {self.value}"
+        return f"ablate filter {self.filter}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Intervention":
+        return cls(int(d["filter"]), str(d.get("op", "ablate")), d.get("value"))
+
+
+def bin_value(thresholds: ThresholdSet | np.ndarray, filter: int, letter: str) -> float:
+    """A representative activation of bin ``letter`` of ``filter``: the middle of its interval (v: t4 plus
+    half the h bin's width; z: 0)."""
+    t = thresholds.as_array() if isinstance(thresholds, ThresholdSet) else validate_thresholds(thresholds)
+    t = t[filter]
+    k = LETTERS.index(letter)
+    if k == 0:
+        return 0.0
+    if k == 4:
+        return float(t[3] + max(t[3] - t[2], 1e-3) / 2)
+    return float((t[k - 1] + t[k]) / 2)
+
+
+def apply_interventions(acts: torch.Tensor, interventions: Sequence[Intervention],
+                        thresholds: ThresholdSet | np.ndarray | None = None) -> torch.Tensor:
+    """A changed copy of activations [.., 8, 14, 14] (torch); ``thresholds`` are needed for clamps."""
+    out = acts.clone()
+    for iv in interventions:
+        f = int(iv.filter)
+        if iv.op == "ablate":
+            out[..., f, :, :] = 0
+        elif iv.op == "scale":
+            out[..., f, :, :] *= float(iv.value)
+        else:
+            if thresholds is None:
+                raise ValueError("clamping to a bin needs the threshold set")
+            t1 = float((thresholds.as_array() if isinstance(thresholds, ThresholdSet) else
+                        validate_thresholds(thresholds))[f, 0])
+            fires = out[..., f, :, :] > t1
+            out[..., f, :, :] = torch.where(fires, torch.full_like(out[..., f, :, :],
+                                                                   bin_value(thresholds, f, iv.value)), 0.0)
+    return out
+
+
+@contextmanager
+def intervened(model: TargetCNN, interventions: Sequence[Intervention],
+               thresholds: ThresholdSet | np.ndarray | None = None) -> Iterator[TargetCNN]:
+    """Inside the block, ``model``'s conv1 block outputs the intervened maps; the hook is removed in ``finally``."""
+    handle = model.conv1.register_forward_hook(
+        lambda _m, _i, out: apply_interventions(out, interventions, thresholds))
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def run_intervened(model: TargetCNN, images: np.ndarray, interventions: Sequence[Intervention],
+                   thresholds: ThresholdSet | np.ndarray | None = None,
+                   batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [n, 28, 28] → (intervened conv1 activations float32 [n, 8, 14, 14], digit probabilities [n, 10])."""
+    model.eval()
+    images = np.asarray(images)
+    images = images[None] if images.ndim == 2 else images
+    probs = []
+    # The recording hook is registered after the intervention's, so it records the changed maps.
+    with intervened(model, interventions, thresholds), hooked(model.conv1) as outputs:
+        for i in range(0, len(images), batch_size):
+            probs.append(torch.softmax(model(to_input(images[i : i + batch_size])), -1).numpy())
+    if not probs:
+        return np.zeros((0, 8, 14, 14), np.float32), np.zeros((0, 10), np.float32)
+    return (np.concatenate([o.numpy() for o in outputs]).astype(np.float32),
+            np.concatenate(probs).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class InterventionResult:
+    """One image before and after: the target's analysis and the interpreter's reading of each."""
+
+    interventions: tuple[Intervention, ...]
+    before: Analysis
+    after: Analysis
+    description_before: str | None
+    description_after: str | None
+    counts_before: dict[str, int]
+    counts_after: dict[str, int]
+
+    @property
+    def changed(self) -> dict[str, tuple[int, int]]:
+        """Shape type → (count before, count after), for the types whose count changed."""
+        return {s: (self.counts_before.get(s, 0), self.counts_after.get(s, 0)) for s in SHAPES
+                if self.counts_before.get(s, 0) != self.counts_after.get(s, 0)}
+
+    @property
+    def changed_cells(self) -> int:
+        """Cells of the 8×14×14 bins whose letter changed."""
+        return int((self.before.bins != self.after.bins).sum())
+
+
+def intervene_image(model: TargetCNN, image: np.ndarray, interventions: Sequence[Intervention],
+                    thresholds: ThresholdSet, encoder: str = DEFAULT_ENCODER,
+                    describe: Callable[[list[str]], list[str]] | None = None) -> InterventionResult:
+    """One uint8 [28, 28] image through the target twice, as it is and with ``interventions``, each encoded with
+    ``thresholds``/``encoder`` and, with ``describe`` (an interpreter's `describe`), read in one batch of two."""
+    before = analyze_image(model, image, thresholds, encoder)
+    with intervened(model, interventions, thresholds):
+        after = analyze_image(model, image, thresholds, encoder)
+    texts = describe([before.encoding, after.encoding]) if describe else [None, None]
+    counts = [parse_description(t).counts if t is not None else {} for t in texts]
+    return InterventionResult(tuple(interventions), before, after, texts[0], texts[1], counts[0], counts[1])
