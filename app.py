@@ -12,7 +12,8 @@ HERE = Path(__file__).parent
 LAYOUT = {
     "Overview": [("home", "Home", "🏠")],
     "Explore": [("input", "Draw & upload", "✏️"), ("activations", "Activations", "🔥"),
-                ("shapes", "Shapes", "🔷"), ("binning", "Binning", "🎚️"), ("filters", "Filters", "🔍")],
+                ("shapes", "Shapes", "🔷"), ("binning", "Binning", "🎚️"), ("filters", "Filters", "🔍"),
+                ("intervene", "Intervene", "🧪")],
     "Interpret": [("chat", "Chat", "💬"), ("compare", "Compare", "⚖️"), ("jobs", "Fine-tuning jobs", "🚀"),
                   ("labeling", "Labeling", "🏷️")],
 }

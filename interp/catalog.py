@@ -41,3 +41,10 @@ def shipped_probes(probes_dir: Path) -> list[Path]:
     root = Path(probes_dir)
     return sorted(p for p in root.iterdir() if (p / "model.safetensors").exists() and (p / "config.json").exists()) \
         if root.is_dir() else []
+
+
+def effect_maps(runs_dir: Path) -> list[Path]:
+    """Effect-map folders under ``runs_dir`` (those with an ``effects.json``), newest first."""
+    root = Path(runs_dir)
+    found = [p for p in root.iterdir() if (p / "effects.json").exists()] if root.is_dir() else []
+    return sorted(found, key=lambda p: ((p / "effects.json").stat().st_mtime, p.name), reverse=True)

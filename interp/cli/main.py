@@ -265,12 +265,13 @@ def cmd_intervene_effects(args: argparse.Namespace, paths: Paths) -> int:
     from tqdm.auto import tqdm
 
     from interp.evaluation.effects import EffectConfig, ablate_each, run_effects
+    from interp.interpreters.registry import load_interpreter
 
     interventions = _interventions(args) or ablate_each()
     cfg = EffectConfig(n=args.n, n_mnist=args.n_mnist, interventions=tuple(interventions),
                        batch_size=args.batch_size)
     with tqdm(total=len(interventions) + 1, unit="intervention", desc="effects") as bar:
-        path, result = run_effects(args.interpreter, paths, cfg, args.name,
+        path, result = run_effects(load_interpreter(args.interpreter, paths.models_dir), paths, cfg, args.name,
                                    progress=lambda done, total: bar.update(done - bar.n))
     for line in result.summary():
         print(line)

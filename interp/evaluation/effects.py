@@ -192,23 +192,21 @@ def effect_map(model: TargetCNN, images: np.ndarray, interpreter: Any, threshold
                      time.perf_counter() - start, getattr(probe, "name", None))
 
 
-def run_effects(spec: str, paths: Any, cfg: EffectConfig, name: str,
+def run_effects(interpreter: Any, paths: Any, cfg: EffectConfig, name: str,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Path, EffectMap]:
-    """`intervene effects`: the effect map of interpreter ``spec`` on D_syn_eval's first ``cfg.n`` images, with
+    """`intervene effects`: the effect map of a loaded ``interpreter`` on D_syn_eval's first ``cfg.n`` images, with
     the shipped probe beside it and MNIST test digits for accuracy; saved to ``runs/<name>/``."""
     from interp.catalog import shipped_probes
     from interp.data.mnist import load_mnist
     from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
     from interp.interpreters.dataset import synthetic_images
     from interp.interpreters.probe import ProbeInterpreter
-    from interp.interpreters.registry import load_interpreter
     from interp.names import safe_name
     from interp.pipeline import thresholds_for
     from interp.store.db import Store
     from interp.target.cnn import load_target
 
     safe_name("effect map name", name)
-    interpreter = load_interpreter(spec, paths.models_dir)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
     probes = shipped_probes(paths.assets_dir / "probes")
     probe = ProbeInterpreter.load(probes[0]) if probes else None
@@ -217,5 +215,4 @@ def run_effects(spec: str, paths: Any, cfg: EffectConfig, name: str,
     result = effect_map(load_target(paths.target_dir), synthetic_images(cfg.n, syn_eval_seed()).images, interpreter,
                         thresholds, cfg, probe, probe_thresholds,
                         (test.images[: cfg.n_mnist], test.labels[: cfg.n_mnist]), progress)
-    result.interpreter = spec
     return result.save(paths.runs_dir / name), result
