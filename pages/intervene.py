@@ -9,6 +9,8 @@ from interp.catalog import effect_maps
 from interp.encoding.encoders import LETTERS
 from interp.evaluation.effects import EffectConfig, EffectMap, run_effects
 from interp.interventions import MAX_SCALE, Intervention, intervene_image
+from interp.jobs import control as jobs
+from interp.jobs.spec import TERMINAL, EffectsJobConfig, EvaluateJobConfig, JobSpec
 from interp.pipeline import thresholds_for
 from pages.common import (
     active_threshold_set,
@@ -16,13 +18,31 @@ from pages.common import (
     interpreter,
     interpreter_choices,
     paths,
+    store,
     target_model,
 )
 from pages.figures import activation_grid, upscale
 
 OPS = {"none": "as it is", "ablate": "ablate (0)", "scale": "scale ×", "clamp": "clamp to bin"}
 INLINE_MAX = 100
-"""Effect maps up to this many images run in the page; larger ones from the CLI (`intervene effects`)."""
+"""Effect maps up to this many images run in the page; larger ones as a job (or `intervene effects`)."""
+
+
+def effects_progress() -> None:
+    """Running effect-map jobs as progress bars; the page reloads when one ends."""
+    views = [v for v in jobs.list_views(paths(), store()) if v.spec.kind == "effects"]
+    running = [v for v in views if v.status not in TERMINAL]
+    for v in running:
+        label, done, total = v.progress or ("starting", 0, 1)
+        st.progress(done / max(total, 1), text=f"`{v.spec.name}` · {label} {done}/{total}")
+    watched = st.session_state.get("iv_fx_jobs", set())
+    ended = [v for v in views if v.id in watched and v.status in TERMINAL]
+    if ended:
+        for v in ended:
+            watched.discard(v.id)
+            if v.status == "succeeded":
+                st.session_state["iv_fx_pick"] = v.spec.name
+        st.rerun(scope="app")
 
 st.title("Intervene")
 st.caption("The causal test: change what one conv1 filter passes on — switch it off, scale it, or clamp it to a "
@@ -93,14 +113,23 @@ else:
 st.subheader("Effect map: which filter carries which shape")
 st.caption("Over held-out synthetic images (D_syn_eval), each filter ablated alone: the share of the shapes the "
            "interpreter (and, beside it, the activation probe) read before that are gone after, and the target's "
-           f"digit accuracy on MNIST test images. Up to {INLINE_MAX} images here; more from a shell: "
-           "`python -m interp intervene effects --name NAME --n 200`.")
+           f"digit accuracy on MNIST test images. Up to {INLINE_MAX} images in the page, more as a job (the "
+           "Fine-tuning jobs page lists it); from a shell: `python -m interp intervene effects --name NAME --n 200`.")
 with st.form("iv_effects"):
     a, b, c = st.columns([1, 1, 2])
-    n = a.number_input("Images", 4, INLINE_MAX, 50, key="iv_fx_n")
+    n = a.number_input("Images", 4, 5000, 50, key="iv_fx_n")
     n_mnist = b.number_input("MNIST digits", 0, 1500, 500, key="iv_fx_mnist")
     go = c.form_submit_button("Compute the effect map", type="primary")
-if go:
+if go and n > INLINE_MAX:
+    try:
+        name = f"effects-{datetime.now():%m%d-%H%M%S}"
+        spec = JobSpec(kind="effects", name=name, effects=EffectsJobConfig(
+            run=EvaluateJobConfig.run_ref(choice.kind, choice.spec), n=int(n), n_mnist=int(n_mnist)))
+        st.session_state.setdefault("iv_fx_jobs", set()).add(jobs.submit(spec, paths(), store()))
+        st.success(f"Queued `{name}`: it appears below when it ends.")
+    except ValueError as exc:
+        st.error(f"Not queued: {exc}")
+elif go:
     bar = st.progress(0.0, text="Reading the original images…")
     name = f"effects-{datetime.now():%m%d-%H%M%S}"
     try:
@@ -109,6 +138,10 @@ if go:
         st.session_state["iv_fx_pick"] = name
     except (ValueError, OSError) as exc:
         st.error(f"The effect map failed: {exc}")
+
+active = any(r["spec"].get("kind") == "effects" and r["status"] not in TERMINAL
+             for r in store().list_jobs().to_dict("records"))
+st.fragment(effects_progress, run_every=2 if active else None)()
 
 maps = effect_maps(paths().runs_dir)
 if maps:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from interp.encoding.thresholds import ThresholdSet
-from interp.interventions import Intervention, apply_interventions, bin_value, intervene_image, run_intervened
 from interp.interpreters.probe import bins_from_encodings
+from interp.interventions import Intervention, apply_interventions, bin_value, intervene_image, run_intervened
 from interp.target.cnn import TargetCNN
 
 THRESHOLDS = ThresholdSet(name="hand", thresholds=[[0.0, 1.0, 2.0, 3.0]] * 8)

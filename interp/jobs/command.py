@@ -43,20 +43,28 @@ def command(spec: JobSpec, paths: Paths) -> tuple[list[str], dict[str, str]]:
         else:
             cfg = dataclasses.replace(cfg, dataset=dataset, out=location, sync_to=None)
         return [python, "-m", "interp", "finetune", *config_to_argv(cfg)], env
+    if spec.kind == "effects":
+        fx = spec.effects
+        return [python, "-m", "interp", "intervene", "effects", "--interpreter", interpreter_path(spec, paths, fx.run),
+                "--name", spec.name, "--n", str(fx.n), "--n-mnist", str(fx.n_mnist)], env
     ev = spec.evaluate
     seed_eval_store(Path(location) / "eval.duckdb", paths)
-    if ev.run.startswith("base:"):
-        target = ev.run
-    elif ev.run.startswith(SHIPPED_PREFIX):  # in git: the project folder here, Ray's working_dir there
-        shipped = Path("assets") / "interpreters" / ev.run[len(SHIPPED_PREFIX):]
-        target = str(paths.assets_dir.parent / shipped if spec.backend == "local" else shipped)
-    else:
-        target = run_location(spec, paths, ev.run)
+    target = interpreter_path(spec, paths, ev.run)
     env["N2W_DB"] = storage.join(location, "eval.duckdb")  # the job's own store, merged home when it ends
     # No --json: the log's progress bars are the job's progress (`interp.jobs.progress.log_progress`).
     return [python, "-m", "interp", "evaluate", "--run", target, "--set", ev.eval_set, "--n", str(ev.n),
             "--batch-size", str(ev.batch_size), "--run-id", spec.name,
             *(["--questions"] if ev.questions else [])], env
+
+
+def interpreter_path(spec: JobSpec, paths: Paths, run: str) -> str:
+    """What `load_interpreter` takes on the worker for a job's interpreter reference (run name, shipped:NAME, base:)."""
+    if run.startswith("base:"):
+        return run
+    if run.startswith(SHIPPED_PREFIX):  # in git: the project folder here, Ray's working_dir there
+        shipped = Path("assets") / "interpreters" / run[len(SHIPPED_PREFIX):]
+        return str(paths.assets_dir.parent / shipped if spec.backend == "local" else shipped)
+    return run_location(spec, paths, run)
 
 
 def seed_eval_store(db: Path, paths: Paths) -> None:

@@ -16,7 +16,7 @@ from interp.jobs.command import command, run_location
 from interp.jobs.progress import JobView, clean_log, log_progress, read_metrics
 from interp.jobs.registry import BACKENDS
 from interp.jobs.results import register_run
-from interp.jobs.spec import TERMINAL, JobSpec
+from interp.jobs.spec import RUN_KINDS, TERMINAL, JobSpec
 from interp.run_lock import RunFolderBusy, ensure_no_writer
 from interp.settings import Paths
 from interp.store.db import Store
@@ -75,8 +75,9 @@ def _launch(job_id: str, spec: JobSpec, attempt: int, paths: Paths, store: Store
         raise ValueError(f"could not start the job: {exc}") from exc
     store.update_job(job_id, status="running" if spec.backend == "local" else "queued",
                      external_id=launch.external_id, pid=launch.pid)
-    store.upsert_run(spec.name, spec.kind, spec.preset, {"job": job_id, "spec": spec.to_dict()}, "running",
-                     run_location(spec, paths))
+    if spec.kind in RUN_KINDS:
+        store.upsert_run(spec.name, spec.kind, spec.preset, {"job": job_id, "spec": spec.to_dict()}, "running",
+                         run_location(spec, paths))
     return job_id
 
 
@@ -157,7 +158,7 @@ def view(job_id: str, paths: Paths, store: Store | None = None) -> JobView:
     spec = JobSpec.from_dict(job.spec)
     location = run_location(spec, paths)
     config = (storage.read_json(storage.join(location, "run_config.json")) or {}) if spec.kind == "finetune" else {}
-    active = spec.kind == "evaluate" and job.status in ("queued", "running")
+    active = spec.kind != "finetune" and job.status in ("queued", "running")
     return JobView(id=job.id, spec=spec, status=job.status, backend=job.backend, message=job.message,
                    created_at=job.created_at, finished_at=job.finished_at, location=location,
                    metrics=read_metrics(location) if spec.kind == "finetune" else [],

@@ -26,6 +26,10 @@ def register_run(spec: JobSpec, paths: Paths, store: Store) -> None:
         store.upsert_run(spec.name, "finetune", spec.preset, config, "succeeded",
                          str(local) if storage.is_url(location) else location)
         return
+    if spec.kind == "effects":  # the folder is the result (`interp.catalog.effect_maps`)
+        if not storage.exists(storage.join(location, "effects.json")):
+            raise FileNotFoundError(f"no effects.json in {location}")
+        return
     job_store = Store(Path(location) / "eval.duckdb")
     run = job_store.get_run(spec.name)
     if run is None:

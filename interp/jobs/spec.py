@@ -18,7 +18,9 @@ from interp.interpreters.training import FinetuneConfig
 from interp.jobs.registry import BACKENDS
 from interp.names import is_safe_name, safe_name
 
-JOB_KINDS = ("finetune", "evaluate")
+JOB_KINDS = ("finetune", "evaluate", "effects")
+RUN_KINDS = ("finetune", "evaluate")
+"""Job kinds whose result is a run in the store (an effect map is a folder only)."""
 TERMINAL = ("succeeded", "failed", "stopped")
 STATUSES = ("queued", "running", *TERMINAL)
 SHIPPED_PREFIX = "shipped:"
@@ -65,6 +67,23 @@ class EvaluateJobConfig:
 
 
 @dataclass(frozen=True)
+class EffectsJobConfig:
+    """An effect-map job: each conv1 filter ablated over held-out images (`interp.evaluation.effects`)."""
+
+    run: str
+    """The interpreter: a run name, shipped:NAME or base:PRESET (as `EvaluateJobConfig.run`)."""
+    n: int = 200
+    """Held-out synthetic images."""
+    n_mnist: int = 1000
+    """MNIST test digits for the target's accuracy."""
+
+    def __post_init__(self) -> None:
+        EvaluateJobConfig(run=self.run)  # the same check of the interpreter reference
+        if self.n < 1 or self.n_mnist < 0:
+            raise ValueError("n must be ≥ 1 and n_mnist ≥ 0")
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """What to run, where, and where its artifacts go. Validated on construction."""
 
@@ -76,6 +95,8 @@ class JobSpec:
     """The fine-tuning run (its ``out`` and ``sync_to`` are set from name and storage)."""
     evaluate: EvaluateJobConfig | None = None
     """The evaluation run."""
+    effects: EffectsJobConfig | None = None
+    """The effect map."""
     backend: str = "local"
     """'local' (this machine) or 'ray' (a Ray cluster's job server)."""
     address: str | None = None
@@ -100,13 +121,12 @@ class JobSpec:
         if self.backend == "ray" and not ADDRESS_RE.fullmatch(self.address or ""):
             raise ValueError(f"the ray backend needs the cluster's dashboard address as http://HOST:PORT "
                              f"(default port 8265), got {self.address!r}")
-        if (self.kind == "finetune") != (self.finetune is not None) or \
-                (self.kind == "evaluate") != (self.evaluate is not None):
+        if any((self.kind == kind) != (getattr(self, kind) is not None) for kind in JOB_KINDS):
             raise ValueError(f"a {self.kind} job needs exactly its own config ({self.kind}=...)")
         if self.num_gpus < 0 or self.num_cpus <= 0:
             raise ValueError("num_gpus must be ≥ 0 and num_cpus > 0")
-        if self.kind == "evaluate" and self.storage and storage.is_url(self.storage):
-            raise ValueError("evaluation jobs read the adapter from a shared path; use a path as storage")
+        if self.kind != "finetune" and self.storage and storage.is_url(self.storage):
+            raise ValueError(f"{self.kind} jobs read the adapter from a shared path; use a path as storage")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,6 +139,8 @@ class JobSpec:
             d["finetune"] = FinetuneConfig.from_dict(d["finetune"])
         if d.get("evaluate"):
             d["evaluate"] = EvaluateJobConfig(**d["evaluate"])
+        if d.get("effects"):
+            d["effects"] = EffectsJobConfig(**d["effects"])
         return cls(**d)
 
     @property

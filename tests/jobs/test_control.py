@@ -19,7 +19,7 @@ from interp.jobs import control as jobs
 from interp.jobs.command import command
 from interp.jobs.local import job_dir, process_alive
 from interp.jobs.progress import clean_log, log_progress, read_metrics
-from interp.jobs.spec import EvaluateJobConfig, JobSpec
+from interp.jobs.spec import EffectsJobConfig, EvaluateJobConfig, JobSpec
 from interp.run_lock import RunFolderBusy, ensure_no_writer, run_writer
 from interp.store.db import Store
 from tests.conftest import COMPLETION, PROMPT, tiny_model, tiny_tokenizer
@@ -97,6 +97,10 @@ def test_command_is_an_argument_vector(tiny, paths) -> None:
     shipped = JobSpec(kind="evaluate", name="ev-shipped", evaluate=EvaluateJobConfig(run="shipped:reader-smollm2"))
     argv, _ = command(shipped, paths)
     assert argv[argv.index("--run") + 1] == str(paths.assets_dir / "interpreters" / "reader-smollm2")
+    fx = JobSpec(kind="effects", name="fx-1", effects=EffectsJobConfig(run="shipped:reader-smollm2", n=300))
+    argv, _ = command(fx, paths)
+    assert argv[3:5] == ["intervene", "effects"] and argv[argv.index("--n") + 1] == "300"
+    assert argv[argv.index("--interpreter") + 1] == str(paths.assets_dir / "interpreters" / "reader-smollm2")
 
     url = f"file://{paths.data_dir / 'bucket'}"
     spec = JobSpec(kind="finetune", name="run-1", finetune=tiny_finetune(model, data), backend="ray",

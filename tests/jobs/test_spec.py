@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interp.interpreters.training import FinetuneConfig
-from interp.jobs.spec import EvaluateJobConfig, JobSpec
+from interp.jobs.spec import EffectsJobConfig, EvaluateJobConfig, JobSpec
 
 FT = FinetuneConfig(dataset="d", out="")
 
@@ -31,3 +31,14 @@ def test_run_ref_names_any_listed_interpreter() -> None:
     assert EvaluateJobConfig.run_ref("base", "base:smollm2-135m") == "base:smollm2-135m"
     with pytest.raises(ValueError, match="injected"):
         EvaluateJobConfig.run_ref("injected", "injected:fake")
+
+
+def test_an_effects_job_takes_an_interpreter_reference_and_sizes() -> None:
+    spec = JobSpec(kind="effects", name="fx", effects=EffectsJobConfig(run="shipped:reader-smollm2", n=200))
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="run must be"):
+        EffectsJobConfig(run="../x")
+    with pytest.raises(ValueError, match="n must be"):
+        EffectsJobConfig(run="r", n=0)
+    with pytest.raises(ValueError, match="exactly its own config"):
+        JobSpec(kind="effects", name="fx", evaluate=EvaluateJobConfig(run="r"))
