@@ -111,6 +111,11 @@ def test_chat_turns_with_a_fake_interpreter_are_shown_and_stored(app_paths: Path
     at.chat_input(key="chat_input").set_value("How many curves?").run()
     assert not at.exception, at.exception
     assert bubbles(at)[2:] == [("user", "How many curves?"), ("assistant", "There are 2 curves.")]
+    # Each answer says where it comes from and, checked against the shipped probe, whether it holds.
+    notes = ["\n".join(c.value for c in m.caption) for m in at.chat_message if m.name == "assistant"]
+    assert all("tiny (run" in n and "on MNIST test #3" in n for n in notes), notes
+    assert "the answer reads 1 corner, 1 crossing; the activation probe reads" in notes[0]
+    assert "the answer gives **2**; the activation probe reads" in notes[1]
 
     # What the interpreter read: the training prompt, then the first turn, then the question.
     store = Store(app_paths.db_path)  # a fresh connection, as another process would open it
