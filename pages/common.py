@@ -204,6 +204,19 @@ def dream_images(objective: str = "mean") -> np.ndarray:
     return images
 
 
+@st.cache_resource(show_spinner="Measuring what each filter responds to…")
+def filter_profiles(n_per_shape: int = 50, n_mnist: int = 1000) -> list:
+    """`interp.target.profiles.describe_filters` on the target: `n_per_shape` one-shape images per type,
+    12 line angles, top patches over the first `n_mnist` MNIST test digits."""
+    from interp.target.profiles import ProfileConfig, describe_filters
+
+    profiles = describe_filters(target_model(), ProfileConfig(n_per_shape=n_per_shape), mnist().test.images[:n_mnist])
+    for p in profiles:  # shared by every session: nobody may edit them in place
+        for a in (p.shape_responses, p.tuning, *(q.pixels for q in p.patches)):
+            a.setflags(write=False)
+    return profiles
+
+
 # --- Chat and Labeling pages: interpreters ----------------------------------------------------------
 
 INTERPRETER_OVERRIDE_KEY = "interpreter_override"

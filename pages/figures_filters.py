@@ -6,6 +6,7 @@ import numpy as np
 import pandas  # noqa: F401  # import it whole before plotly peeks at sys.modules (see below)
 import plotly.colors
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from interp.encoding.encoders import LETTERS
 from pages.figures import LEVEL_COLORS, filter_grid
@@ -147,3 +148,36 @@ def attribution_overlay(image: np.ndarray, attribution: np.ndarray, field: tuple
         fig.add_shape(type="rect", x0=cols.start - 0.5, x1=cols.stop - 0.5, y0=rows.start - 0.5,
                       y1=rows.stop - 0.5, line=dict(color="#35c0ff", width=2, dash="dot"))
     return _single(fig, title, height)
+
+
+ORIENTATION_TICKS = dict(tickvals=[0, 45, 90, 135, 180],
+                         ticktext=["0° ─", "45° ↘", "90° │", "135° ↗", "180° ─"])
+"""Angles as drawn on the image (rows point down, so 45° runs ↘ like the "diagonal" shape)."""
+
+
+def profile_figure(responses: np.ndarray, shapes: list[str], angles: tuple[float, ...], tuning: np.ndarray,
+                   preferred: float | None, filter: int, height: int = 260) -> go.Figure:
+    """A filter's numbers: mean response per shape type [7] as bars (the best one highlighted) beside its
+    orientation tuning curve [len(angles)], closed at 180° = 0°, the preferred angle dashed (None: no line)."""
+    r = np.asarray(responses, dtype=float)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                        subplot_titles=["response by shape type", "response to a centred line"])
+    fig.add_trace(go.Bar(
+        x=shapes, y=r, marker_color=["#e8553e" if k == int(r.argmax()) else "#9aa5b8" for k in range(len(r))],
+        text=[f"{v:.2f}" for v in r], textposition="outside", cliponaxis=False,
+        hovertemplate=f"filter {filter}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+    ), row=1, col=1)
+    order = np.argsort(angles)
+    x = [*np.asarray(angles, dtype=float)[order], 180.0]
+    y = [*np.asarray(tuning, dtype=float)[order], float(np.asarray(tuning)[order][0])]
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", line=dict(color="#35608c"),
+                             hovertemplate=f"filter {filter}<br>%{{x:.0f}}°: %{{y:.3f}}<extra></extra>"),
+                  row=1, col=2)
+    if preferred is not None:
+        fig.add_vline(x=preferred, line=dict(color="#e8553e", width=2, dash="dash"), row=1, col=2)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), showlegend=False, plot_bgcolor="white")
+    fig.update_yaxes(title="above blank", rangemode="tozero", gridcolor="#eee")
+    fig.update_yaxes(range=[0, max(float(r.max()), 1e-3) * 1.2], row=1, col=1)
+    fig.update_xaxes(range=[-5, 185], **ORIENTATION_TICKS, row=1, col=2)
+    fig.update_annotations(font_size=13)
+    return fig

@@ -3,11 +3,13 @@
 import numpy as np
 import streamlit as st
 
+from interp.language import SYNTH_SHAPES
 from interp.target.activations import image_activations
 from interp.target.filters import ATTRIBUTION_METHODS, attribute, filter_weights, receptive_field
+from interp.target.profiles import UNTUNED
 from pages import common
 from pages.figures import upscale
-from pages.figures_filters import activation_picker, attribution_overlay, image_grid, weight_grid
+from pages.figures_filters import activation_picker, attribution_overlay, image_grid, profile_figure, weight_grid
 
 ROW, COL, PICK = "filters_row", "filters_col", "filters_pick"
 
@@ -50,6 +52,27 @@ with c_dt:
 with c_d:
     st.plotly_chart(image_grid(common.dream_images(objective), [f"filter {f}" for f in range(8)]),
                     key="filters_dreams")
+
+st.subheader("What each filter responds to")
+st.caption("Measured, not read off the pictures above: each filter's response (its strongest cell above its level "
+           "on a black image) to 50 generated images per shape type holding exactly one shape, to a thin line "
+           "through the centre at 12 angles, and the 1,000 first MNIST test digits' strongest windows. "
+           "Open a line for the numbers behind it.")
+for p in common.filter_profiles():
+    with st.expander(p.sentence):
+        c_num, c_top = st.columns([3, 2])
+        with c_num:
+            st.plotly_chart(profile_figure(p.shape_responses, list(SYNTH_SHAPES), p.angles, p.tuning,
+                                           p.preferred_angle if p.selectivity >= UNTUNED else None, p.filter),
+                            key=f"filters_profile_{p.filter}")
+            ratio = "∞" if p.ratio == float("inf") else f"{p.ratio:.2f}×"
+            st.caption(f"Best shape / mean of the others: {ratio}. Orientation: {p.preferred_angle:.0f}°, "
+                       f"selectivity {p.selectivity:.2f} (1 − circular variance: 0 none, 1 one angle only).")
+        with c_top:
+            st.image([upscale(q.pixels, 60) for q in p.patches],
+                     caption=[f"#{q.index}: {q.value:.2f}" for q in p.patches])
+            st.caption(f"The {len(p.patches)} MNIST test digits that excite filter {p.filter} most: the 10×10 "
+                       "input window of its strongest cell (test index: activation).")
 
 st.subheader("Attribution on the current image")
 st.caption("Which input pixels make one filter fire at one position of its 14×14 map (Captum). Choose the "

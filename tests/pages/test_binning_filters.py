@@ -191,6 +191,18 @@ def test_filters_page_weights_dreams_and_attribution(store_path: Path) -> None:
     w0 = _array(weights["data"][0]["z"])
     assert w0.size == 81 and weights["data"][0]["zmid"] == 0
 
+    # One measured sentence per filter, each an expander with its numbers (shape bars, tuning curve, patches).
+    sentences = [e.label for e in at.expander]
+    assert len(sentences) == 8
+    assert all(s.startswith(f"Filter {k} ") and s.endswith(".") for k, s in enumerate(sentences))
+    for k in range(8):
+        bars, curve = _chart(at, f"filters_profile_{k}")["data"][:2]
+        assert list(bars["x"]) == ["diagonal", "anti-diagonal", "vertical", "horizontal", "checkerboard",
+                                   "ellipse", "corner"]
+        assert _array(bars["y"]).min() >= 0 and len(_array(curve["x"])) == 13  # 12 angles, closed at 180°
+    patches = [[i.caption for i in e.proto.imgs] for e in at.get("image")][:8]  # the 9th: the current image
+    assert all(len(c) == 6 and all(x.startswith("#") for x in c) for c in patches)
+
     dreams = _chart(at, "filters_dreams")
     d0 = _array(dreams["data"][0]["z"])
     assert len(dreams["data"]) == 8 and d0.size == 784 and 0 <= d0.min() and d0.max() <= 1
