@@ -266,3 +266,19 @@ def test_evaluate_questions_scores_answers_and_adds_them_to_the_metrics(store: S
     [stored] = store.get_metrics("qa-run")["metrics"]
     assert stored["qa_accuracy"] == pytest.approx(2 / 3) and stored["accuracy"] == pytest.approx(1 / 3)
     assert metrics_table({"A": stored}).loc["Count-question accuracy", "A"] == pytest.approx(2 / 3)
+
+
+def test_syn_alt_is_a_held_out_set_its_images_rebuilt_from_the_config(paths, target_model,
+                                                                       default_thresholds) -> None:
+    from interp.data.shapes_alt import generate_alt_shapes
+    from interp.evaluation.evaluate import EVAL_SETS, SYN_ALT_SEED, eval_images, load_eval_set
+
+    assert "syn_alt" in EVAL_SETS and SYN_ALT_SEED not in (SYN_EVAL_SEED, 12345)
+    fake = FakeInterpreter(lambda e: "Image with 0 shapes", thresholds=default_thresholds)
+    es = load_eval_set("syn_alt", fake, paths, n=3, offset=1, target=target_model)
+    batch = generate_alt_shapes(3, SYN_ALT_SEED + 1)
+    assert es.name == "syn_alt" and es.config()["seed"] == SYN_ALT_SEED + 1 and es.config()["n"] == 3
+    assert [r["source"] for r in es.rows] == ["synthetic-alt"] * 3
+    assert [r["description"] for r in es.rows] == batch.descriptions
+    assert all(r["encoding"].startswith("f") for r in es.rows)
+    assert np.array_equal(eval_images("syn_alt", es.config(), [2, 0]), batch.images[[2, 0]])
