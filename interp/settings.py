@@ -33,6 +33,11 @@ class Paths:
         return self.data_dir / "datasets"
 
     @property
+    def labelled_dir(self) -> Path:
+        """People's own labelled sets (`interp.evaluation.labelled_sets`): NAME.npz or NAME/labels.csv."""
+        return self.data_dir / "labelled"
+
+    @property
     def target_dir(self) -> Path:
         return self.assets_dir / "target"
 

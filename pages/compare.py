@@ -15,6 +15,7 @@ from interp.evaluation.evaluate import (
     metrics_table,
     per_shape_table,
 )
+from interp.evaluation.labelled_sets import list_labelled_sets, save_labelled_upload
 from interp.jobs import control as jobs
 from interp.jobs.spec import TERMINAL, EvaluateJobConfig, JobSpec
 from interp.store.db import StoreLockedError
@@ -30,7 +31,13 @@ HOW_TO = """Evaluate an interpreter above, or from a shell, e.g.:
 FILTER_LABELS = {"disagree": "Only where they disagree", "both_wrong": "Only where both are wrong", "all": "All samples"}
 WATCH = "compare_watch"
 """Evaluation jobs submitted from this page: their end reloads the table and says how they ended."""
-SET_HELP = "syn_eval: held-out generated shapes (the paper's D_syn_eval); mnist_eval: the MNIST digits people annotated."
+SET_HELP = ("syn_eval: held-out generated shapes (the paper's D_syn_eval); mnist_eval: the MNIST digits people "
+            "annotated; syn_alt: the same shape types drawn by a second renderer; file:NAME: a labelled set you "
+            "uploaded above (or saved in data/labelled/).")
+UPLOAD_HELP = ("An .npz with `images` (uint8 [n, 28, 28], white on black) and either `counts` (int [n, 8], in the "
+               "order diagonal, anti-diagonal, vertical, horizontal, checkerboard, ellipse, corner, crossing) or "
+               "`descriptions` (n strings such as \"Image with 2 shapes: 1 corner, 1 ellipse\"). Checked, then saved "
+               "as data/labelled/NAME.npz.")
 
 
 def submit_evaluation(choice, eval_set: str, n: int, questions: bool) -> None:
@@ -81,11 +88,21 @@ for status, text in st.session_state.pop("compare_flash", []):
 runs = evaluation_runs(store())
 with st.expander("Evaluate an interpreter", expanded=len(runs) < 2):
     choices = [c for c in interpreter_choices() if c.kind in ("shipped", "run", "base")]
+    upload = st.file_uploader("Your own labelled set (optional)", type=["npz"], key="compare_upload", help=UPLOAD_HELP)
+    if upload is not None and st.session_state.get("compare_uploaded") != upload.file_id:
+        try:
+            saved, n_saved = save_labelled_upload(upload.getvalue(), upload.name, paths().labelled_dir)
+        except ValueError as exc:
+            st.error(f"Not saved:\n\n```\n{exc}\n```")
+        else:
+            st.session_state["compare_uploaded"] = upload.file_id
+            st.success(f"Saved {n_saved} images as `{saved}`: pick it as the held-out set.")
     with st.form("compare_evaluate"):
         a, b, c = st.columns([3, 1, 1])
         pick = a.selectbox("Interpreter", range(len(choices)), format_func=lambda i: choices[i].label,
                            key="compare_eval_interpreter")
-        eval_set = b.selectbox("Held-out set", EVAL_SETS, key="compare_eval_set", help=SET_HELP)
+        eval_set = b.selectbox("Held-out set", EVAL_SETS + tuple(list_labelled_sets(paths().labelled_dir)),
+                               key="compare_eval_set", help=SET_HELP)
         n = c.number_input("Images", min_value=1, max_value=5000, value=DEFAULT_N, key="compare_eval_n",
                            help="mnist_eval has as many as people annotated (60 shipped); fewer are used then.")
         questions = st.checkbox("Count questions too", value=True, key="compare_eval_qa",

@@ -19,7 +19,7 @@ from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations, list_encoders
 from interp.encoding.reference import calibrate_default
 from interp.evaluation.baselines import run_majority, run_probe
-from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, evaluate_spec
+from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, eval_set_name, evaluate_spec
 from interp.evaluation.metrics import main_metrics
 from interp.evaluation.shipped import RESULTS_FILE, export_results
 from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
@@ -214,7 +214,7 @@ def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
     run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
                                     run_id=args.run_id, offset=args.offset, dataset=args.dataset,
                                     progress=not args.json, questions=args.questions)
-    _print_run_metrics(run_id, args.set, metrics, args.json)
+    _print_run_metrics(run_id, eval_set_name(args.set), metrics, args.json)
     return 0
 
 
@@ -222,7 +222,7 @@ def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
 def cmd_baseline_majority(args: argparse.Namespace, paths: Paths) -> int:
     run_id, metrics = run_majority(paths, args.dataset, mode=args.mode, eval_set=args.set, n=args.n,
                                    offset=args.offset, run_id=args.run_id, progress=not args.json)
-    _print_run_metrics(run_id, args.set, metrics, args.json)
+    _print_run_metrics(run_id, eval_set_name(args.set), metrics, args.json)
     return 0
 
 
@@ -234,7 +234,7 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
                                 run_id=args.run_id, out=Path(args.out) if args.out else None, progress=not args.json)
     if not args.json:
         print(f"probe trained in {metrics['train_seconds']:.1f} s; last epoch {metrics['history'][-1]}")
-    _print_run_metrics(run_id, args.set, metrics, args.json)
+    _print_run_metrics(run_id, eval_set_name(args.set), metrics, args.json)
     return 0
 
 
@@ -309,7 +309,10 @@ def cmd_results_load(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", default="syn_eval", choices=EVAL_SETS, help="held-out set (default: syn_eval)")
+    p.add_argument("--set", default="syn_eval", metavar="SET",
+                   help=f"held-out set: {', '.join(EVAL_SETS)} (default: syn_eval), or a labelled set of your own: "
+                        "FILE.npz (images uint8 [n,28,28] + counts int [n,8] or descriptions), a folder with "
+                        "labels.csv (file,description) and its images, or file:NAME (data/labelled/NAME)")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples (default: {DEFAULT_N}; mnist_eval: at most)")
     p.add_argument("--offset", type=int, default=0, help="syn_eval seed offset (another disjoint set)")
     p.add_argument("--run-id", help="id in the store (default: from the run folder / dataset name)")

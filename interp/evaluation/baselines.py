@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from interp.encoding.thresholds import ThresholdSet
-from interp.evaluation.evaluate import evaluate, load_eval_set
+from interp.evaluation.evaluate import check_eval_set, evaluate, load_eval_set
 from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
 from interp.interpreters.training import resolve_dataset
 from interp.jsonl import read_jsonl, read_manifest
@@ -90,7 +90,7 @@ def _evaluate_baseline(interpreter, kind_config: dict, run_id: str, paths, datas
                        n: int, offset: int, progress: bool, run_path: Path | None = None) -> dict:
     es = load_eval_set(eval_set, interpreter, paths, n=n, offset=offset, dataset_dir=dataset_dir)
     return evaluate(interpreter, es.rows, run_id, Store(paths.db_path), batch_size=256, progress=progress,
-                    eval_set=eval_set, kind="baseline", path=run_path,
+                    eval_set=es.name, kind="baseline", path=run_path,
                     config={"dataset": str(dataset_dir), **kind_config, **es.config()})
 
 
@@ -98,6 +98,7 @@ def run_majority(paths, dataset: str, mode: str = "description", eval_set: str =
                  offset: int = 0, run_id: str | None = None, progress: bool = True) -> tuple[str, dict]:
     """`python -m interp baseline majority`: fit on the train split, evaluate, store; (run id, metrics)."""
 
+    check_eval_set(eval_set, paths)
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     interpreter = fit_majority(dataset_dir, mode)
     run_id = run_id or f"majority-{dataset_dir.name}"
@@ -112,6 +113,7 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
     """`python -m interp baseline probe`: train on the train split (val split for monitoring), save,
     evaluate, store; (run id, metrics). The probe is saved in ``out`` (default runs/<run id>)."""
 
+    check_eval_set(eval_set, paths)  # before training: a bad labelled set fails at once
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
     encoder, tset = dataset_settings(dataset_dir)
     run_id = run_id or f"probe-{dataset_dir.name}"

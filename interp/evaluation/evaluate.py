@@ -9,8 +9,14 @@ without the prompt):
   seed is that one anyway.
 - ``mnist_eval`` (D_mnist_eval): the annotated MNIST test images of the store, minus those
   the interpreter's training dataset holds (its train and val rows with source ``mnist``).
+- ``syn_alt``: the same seven shape types drawn by a second, independent renderer
+  (`interp.data.shapes_alt`) from ``SYN_ALT_SEED + offset``: does the interpreter read shapes, or
+  the habits of the renderer it was trained on?
+- a labelled set people bring (`interp.evaluation.labelled_sets`): an .npz or a folder with
+  labels.csv, given by path or as ``file:NAME`` (``data/labelled/``); stored as ``file:<stem>``,
+  with its path in the run's config so its images can be shown again.
 
-Both are encoded with the interpreter's own encoder and threshold set (``Interpreter.encoder``,
+All are encoded with the interpreter's own encoder and threshold set (``Interpreter.encoder``,
 ``Interpreter.thresholds``; the store's default set when it has none), so the interpreter sees
 exactly the text form it was trained on.
 
@@ -34,11 +40,13 @@ import pandas as pd
 
 from interp.data.mnist import load_mnist
 from interp.data.shapes import generate_shapes
+from interp.data.shapes_alt import generate_alt_shapes, render_alt
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.labeling import parse_annotation_csv
+from interp.evaluation.labelled_sets import labelled_set_name, load_labelled_set, resolve_labelled_set
 from interp.evaluation.metrics import aggregate_scores, score_sample
 from interp.evaluation.shipped import SHIPPED_KEY
-from interp.interpreters.dataset import annotated_mnist, synthetic_images
+from interp.interpreters.dataset import LabelledImages, annotated_mnist, synthetic_images
 from interp.interpreters.questions import answer_all, eval_questions, score_answers
 from interp.interpreters.registry import load_interpreter
 from interp.interpreters.training import resolve_dataset
@@ -48,9 +56,12 @@ from interp.pipeline import encode_images, thresholds_for
 from interp.store.db import Store
 from interp.target.cnn import load_target
 
-EVAL_SETS = ("syn_eval", "mnist_eval")
+EVAL_SETS = ("syn_eval", "mnist_eval", "syn_alt")
+"""The held-out sets by name; a labelled set's path (or file:NAME) is accepted besides."""
 SYN_EVAL_SEED = 1_000_003
 """Seed of D_syn_eval: a prime far above the small integer seeds of dataset builds (and 12345 of calibration)."""
+SYN_ALT_SEED = 2_000_003
+"""Seed of syn_alt: like SYN_EVAL_SEED, a prime far above the seeds of dataset builds and calibration."""
 DEFAULT_N = 500
 """Images in D_syn_eval by default."""
 
@@ -94,7 +105,7 @@ class EvalSet:
     """A held-out set encoded for one interpreter."""
 
     name: str
-    """'syn_eval' or 'mnist_eval'."""
+    """'syn_eval', 'mnist_eval', 'syn_alt' or 'file:<stem>' (a labelled set)."""
     rows: list[dict]
     """{source, index, counts, description, encoding} per image."""
     encoder: str
@@ -102,7 +113,8 @@ class EvalSet:
     thresholds: str
     """Name of the threshold set used for binning."""
     details: dict = field(default_factory=dict)
-    """How to rebuild it: seed, offset and n (syn_eval); excluded training indices (mnist_eval)."""
+    """How to rebuild it: seed, offset and n (syn_eval, syn_alt); excluded training indices (mnist_eval);
+    path (a labelled set)."""
 
     def config(self) -> dict:
         return {"eval_set": self.name, "n": len(self.rows), "encoder": self.encoder,
@@ -134,6 +146,22 @@ def syn_eval_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: 
     data = synthetic_images(n, syn_eval_seed(offset))
     return labelled_rows(data.counts, encode_images(target, data.images, thresholds, encoder),
                          "synthetic", data.index)
+
+
+def syn_alt_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0) -> list[dict]:
+    """syn_alt: ``n`` images of the second renderer (`interp.data.shapes_alt`) from ``SYN_ALT_SEED + offset``."""
+    if n < 1 or offset < 0:
+        raise ValueError("n must be ≥ 1 and offset ≥ 0")
+    batch = generate_alt_shapes(n, SYN_ALT_SEED + offset)
+    counts = np.zeros((n, len(SHAPES)), np.int64)
+    counts[:, : batch.counts.shape[1]] = batch.counts  # crossing = 0
+    return labelled_rows(counts, encode_images(target, batch.images, thresholds, encoder), "synthetic-alt",
+                         np.arange(n))
+
+
+def eval_set_name(name: str) -> str:
+    """The name a set is stored under: a held-out set's own, ``file:<stem>`` for a labelled set's path."""
+    return name if name in EVAL_SETS else labelled_set_name(name)
 
 
 def training_mnist_indices(dataset_dir: Path | None, splits: Sequence[str] = ("train", "val")) -> set[int]:
@@ -194,18 +222,44 @@ def interpreter_dataset_dir(interpreter) -> Path | None:
     return Path(path) if path else None
 
 
+def find_labelled_set(name: str, paths) -> tuple[Path, LabelledImages]:
+    """A labelled set given as a path or ``file:NAME``, loaded and checked (`LabelledSetError` lists every
+    problem); ValueError for a name that is neither a held-out set nor a labelled set."""
+    path = resolve_labelled_set(name, paths.labelled_dir)
+    if path is None:
+        raise ValueError(f"unknown eval set {name!r}; choose one of {EVAL_SETS}, or a labelled set: FILE.npz, "
+                         f"a folder holding labels.csv, or file:NAME for {paths.labelled_dir}/NAME(.npz)")
+    return path, load_labelled_set(path)
+
+
+def check_eval_set(name: str, paths) -> str:
+    """The name ``name`` is stored under, once a labelled set is checked: commands call it before they
+    load a model or train, so a bad file fails in a second and nothing is stored."""
+    if name not in EVAL_SETS:
+        find_labelled_set(name, paths)
+    return eval_set_name(name)
+
+
 def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int = 0,
                   dataset_dir: Path | None = None, target=None) -> EvalSet:
     """Build ``name`` for ``interpreter`` with the project's target, store and MNIST (``paths``: a Paths)."""
 
-    if name not in EVAL_SETS:
-        raise ValueError(f"unknown eval set {name!r}; choose one of {EVAL_SETS}")
+    path, labelled = find_labelled_set(name, paths) if name not in EVAL_SETS else (None, None)
+    if n < 1:
+        raise ValueError("n must be ≥ 1")
     store = Store(paths.db_path)
     thresholds = interpreter_thresholds(interpreter, store)
     target = target if target is not None else load_target(paths.target_dir)
     dataset_dir = dataset_dir or interpreter_dataset_dir(interpreter)
     encoder = interpreter.encoder
-    if name == "syn_eval":
+    if labelled is not None:
+        rows = labelled_rows(labelled.counts[:n], encode_images(target, labelled.images[:n], thresholds, encoder),
+                             labelled.source[0], labelled.index[:n])
+        return EvalSet(eval_set_name(str(path)), rows, encoder, thresholds.name, {"path": str(path.resolve())})
+    if name == "syn_alt":
+        rows = syn_alt_rows(target, thresholds, encoder, n, offset)
+        details = {"seed": SYN_ALT_SEED + offset, "offset": offset}
+    elif name == "syn_eval":
         seed = read_manifest(dataset_dir).get("config", {}).get("seed") if dataset_dir else None
         if seed == syn_eval_seed(offset):
             raise ValueError(f"the training dataset was built with seed {seed}, the syn_eval seed: use --offset")
@@ -226,12 +280,19 @@ def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int
 
 def eval_images(eval_set: str, config: Mapping[str, Any], indices: Sequence[int],
                 mnist_test: np.ndarray | None = None) -> np.ndarray:
-    """uint8 [k, 28, 28]: the images of stored predictions, rebuilt from the run's config."""
+    """uint8 [k, 28, 28]: the images of stored predictions, rebuilt from the run's config (KeyError when
+    it lacks what that takes; ValueError when a labelled set's file is gone or changed)."""
     idx = np.asarray(indices, dtype=np.int64)
+    details = (config.get("eval_sets") or {}).get(eval_set, config)
     if eval_set == "syn_eval":
-
-        details = (config.get("eval_sets") or {}).get("syn_eval", config)
         return generate_shapes(int(details["n"]), int(details["seed"])).images[idx]
+    if eval_set == "syn_alt":
+        return render_alt(int(details["seed"]), idx.tolist()).images
+    if eval_set not in EVAL_SETS:
+        images = load_labelled_set(details["path"]).images
+        if len(idx) and idx.max() >= len(images):
+            raise ValueError(f"{details['path']} holds {len(images)} images now, fewer than when evaluated")
+        return images[idx]
     if mnist_test is None:
         raise ValueError("mnist_eval images need the MNIST test images")
     return mnist_test[idx]
@@ -334,9 +395,11 @@ def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_siz
                   progress: bool = True, questions: bool = False) -> tuple[str, dict]:
     """`python -m interp evaluate`: load ``spec`` (a run/adapter folder or base:PRESET), evaluate, store."""
 
+    check_eval_set(eval_set, paths)
     interpreter = load_interpreter(spec, paths.models_dir)
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir) if dataset else None
     es = load_eval_set(eval_set, interpreter, paths, n=n, offset=offset, dataset_dir=dataset_dir)
+    eval_set = es.name  # a labelled set's path is stored as file:<stem>
     run_id = run_id or slug(spec)
     path = spec if not spec.startswith("base:") else None
     store = Store(paths.db_path)

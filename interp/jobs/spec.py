@@ -14,6 +14,7 @@ from typing import Any
 
 from interp import storage
 from interp.evaluation.evaluate import EVAL_SETS
+from interp.evaluation.labelled_sets import PREFIX as LABELLED_PREFIX
 from interp.interpreters.training import FinetuneConfig
 from interp.jobs.registry import BACKENDS
 from interp.names import is_safe_name, safe_name
@@ -34,7 +35,7 @@ class EvaluateJobConfig:
     run: str
     """Run name (a folder under the runs dir / storage), shipped:NAME (assets/interpreters/NAME) or base:PRESET."""
     eval_set: str = "syn_eval"
-    """Held-out set: syn_eval or mnist_eval."""
+    """Held-out set: syn_eval, mnist_eval, syn_alt, or file:NAME (a labelled set in the data dir's labelled/)."""
     n: int = 40
     """Samples to describe."""
     batch_size: int = 8
@@ -43,8 +44,9 @@ class EvaluateJobConfig:
     """Also ask one grounded count question per image and store the answers' accuracy."""
 
     def __post_init__(self) -> None:
-        if self.eval_set not in EVAL_SETS:
-            raise ValueError(f"eval_set must be one of {EVAL_SETS}, got {self.eval_set!r}")
+        labelled = isinstance(self.eval_set, str) and self.eval_set.startswith(LABELLED_PREFIX)
+        if not (self.eval_set in EVAL_SETS or (labelled and is_safe_name(self.eval_set[len(LABELLED_PREFIX):]))):
+            raise ValueError(f"eval_set must be one of {EVAL_SETS} or file:NAME, got {self.eval_set!r}")
         if self.n < 1 or self.batch_size < 1:
             raise ValueError("n and batch_size must be ≥ 1")
         shipped = isinstance(self.run, str) and self.run.startswith(SHIPPED_PREFIX)

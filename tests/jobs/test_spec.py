@@ -42,3 +42,14 @@ def test_an_effects_job_takes_an_interpreter_reference_and_sizes() -> None:
         EffectsJobConfig(run="r", n=0)
     with pytest.raises(ValueError, match="exactly its own config"):
         JobSpec(kind="effects", name="fx", evaluate=EvaluateJobConfig(run="r"))
+
+
+@pytest.mark.parametrize("eval_set", ["syn_alt", "file:my-set", "mnist_eval"])
+def test_an_evaluation_takes_a_held_out_set_or_a_labelled_one_by_name(eval_set: str) -> None:
+    assert EvaluateJobConfig(run="r", eval_set=eval_set).eval_set == eval_set
+
+
+@pytest.mark.parametrize("eval_set", ["syn", "file:", "file:../x", "file:a/b", "/tmp/x.npz"])
+def test_an_evaluation_refuses_any_other_set(eval_set: str) -> None:
+    with pytest.raises(ValueError, match="eval_set must be one of"):
+        EvaluateJobConfig(run="r", eval_set=eval_set)

@@ -133,3 +133,56 @@ def test_evaluate_queues_a_job_shows_its_progress_and_then_its_run(paths, monkey
     finally:
         stop_all(paths)
         app_paths.clear()
+
+
+@pytest.fixture
+def data_paths(paths):
+    """Data dir, labelled sets and store under tmp_path; the app's cached Paths cleared before and after."""
+    from pages.common import paths as app_paths
+
+    app_paths.clear()
+    yield paths
+    app_paths.clear()
+
+
+def npz_bytes(tmp_path: Path, name: str, counts) -> bytes:
+    import numpy as np
+
+    np.savez(tmp_path / name, images=np.zeros((len(counts), 28, 28), np.uint8), counts=np.array(counts))
+    return (tmp_path / name).read_bytes()
+
+
+def test_an_uploaded_labelled_set_is_checked_saved_and_offered(data_paths, tmp_path: Path) -> None:
+    at = run_page()
+    good = npz_bytes(tmp_path, "mine.npz", [[0, 0, 1, 0, 0, 0, 0, 0]] * 3)
+    at.file_uploader(key="compare_upload").set_value(("mine.npz", good, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert "Saved 3 images as `file:mine`" in at.success[0].value
+    assert "file:mine" in at.selectbox(key="compare_eval_set").options
+    assert (data_paths.labelled_dir / "mine.npz").read_bytes() == good
+
+    bad = npz_bytes(tmp_path, "bad.npz", [[0, 0, 1, 0, 0, 0, 0]] * 2)  # 7 columns, no crossing
+    at.file_uploader(key="compare_upload").set_value(("bad.npz", bad, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert "Not saved" in at.error[0].value and "bad.npz is not a usable labelled set" in at.error[0].value
+    assert "counts must be integers [n, 8]" in at.error[0].value
+    assert sorted(p.name for p in data_paths.labelled_dir.iterdir()) == ["mine.npz"]
+    assert "file:bad" not in at.selectbox(key="compare_eval_set").options
+
+
+def test_samples_of_a_labelled_set_show_its_images(data_paths, tmp_path: Path) -> None:
+    from interp.evaluation.labelled_sets import load_labelled_set
+
+    path = tmp_path / "mine.npz"
+    path.write_bytes(npz_bytes(tmp_path, "mine.npz", [[0, 0, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 0]]))
+    data = load_labelled_set(path)
+    rows = labelled_rows(data.counts, ["e0", "e1"], "file:mine", data.index)
+    store = Store(data_paths.db_path)
+    for run_id, answer in (("good", rows[1]["description"]), ("lazy", "Image with 0 shapes")):
+        evaluate(FakeInterpreter(lambda e, a=answer: a, name=run_id), rows, run_id, store, progress=False,
+                 eval_set="file:mine", config={"path": str(path)})
+    at = run_page()
+    assert at.selectbox(key="compare_set").value == "file:mine"
+    at.selectbox(key="compare_pick").set_value(1).run()
+    assert not at.exception, at.exception
+    assert at.image[0].captions == ["file:mine #1"]
