@@ -218,10 +218,10 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
                                  trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad))
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2, default=str) + "\n")
 
-    # Length-grouped batches: rows run from ~95 tokens (a description) to ~195 (description + question),
-    # so random batches pad to 168 on average and grouped ones to 122: ~20% less CPU a step.
+    # Random batches, not length-grouped: grouping cut padding (and ~20% of a step's CPU) but batches of one
+    # row type trained a worse reader (reader-c in the README).
     args = training_arguments(cfg, setup, bool(val), progress, gradient_checkpointing=False,
-                              prediction_loss_only=True, train_sampling_strategy="group_by_length")
+                              prediction_loss_only=True)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = reader_trainer_class()(
         model=model, args=args, train_dataset=train, eval_dataset=val, data_collator=ReaderCollator(pad_id),
