@@ -162,12 +162,23 @@ class InterventionResult:
 
 def intervene_image(model: TargetCNN, image: np.ndarray, interventions: Sequence[Intervention],
                     thresholds: ThresholdSet, encoder: str = DEFAULT_ENCODER,
-                    describe: Callable[[list[str]], list[str]] | None = None) -> InterventionResult:
+                    describe: Callable[[list[str]], list[str]] | None = None,
+                    cache: dict[str, str] | None = None) -> InterventionResult:
     """One uint8 [28, 28] image through the target twice, as it is and with ``interventions``, each encoded with
-    ``thresholds``/``encoder`` and, with ``describe`` (an interpreter's `describe`), read in one batch of two."""
+    ``thresholds``/``encoder`` and, with ``describe`` (an interpreter's `describe`), read in one batch.
+
+    ``cache`` (encoding → description, kept by the caller for one interpreter) skips what was read before:
+    the page re-describes only the intervened image as the sliders move, and an unchanged encoding not at all.
+    """
     before = analyze_image(model, image, thresholds, encoder)
     with intervened(model, interventions, thresholds):
         after = analyze_image(model, image, thresholds, encoder)
-    texts = describe([before.encoding, after.encoding]) if describe else [None, None]
+    texts: list[str | None] = [None, None]
+    if describe is not None:
+        cache = {} if cache is None else cache
+        todo = [e for e in dict.fromkeys([before.encoding, after.encoding]) if e not in cache]
+        if todo:
+            cache.update(zip(todo, describe(todo), strict=True))
+        texts = [cache[before.encoding], cache[after.encoding]]
     counts = [parse_description(t).counts if t is not None else {} for t in texts]
     return InterventionResult(tuple(interventions), before, after, texts[0], texts[1], counts[0], counts[1])

@@ -87,7 +87,10 @@ else:
         st.error(f"Could not load {choice.label}: {exc}")
         st.stop()
     with st.spinner("Describing the image before and after…"):
-        r = intervene_image(target_model(), image, interventions, thresholds, choice.encoder, model.describe)
+        cache = st.session_state.setdefault("iv_read", {}).setdefault(choice.spec, {})  # encoding → description
+        if len(cache) > 500:
+            cache.clear()
+        r = intervene_image(target_model(), image, interventions, thresholds, choice.encoder, model.describe, cache)
     st.caption(" · ".join(iv.label for iv in interventions) + f" — {r.changed_cells} of 1,568 cells change bin.")
     before, after = st.columns(2, gap="large")
     for col, title, a, text in ((before, "Before", r.before, r.description_before),

@@ -42,16 +42,22 @@ def main() -> None:
     model, test = load_target(paths.target_dir), load_mnist(paths.data_dir).test
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
 
-    times, changed = [], 0
+    first, again, changed = [], [], 0
     for i in range(args.runs + 1):
+        cache: dict[str, str] = {}  # as the page keeps it: the original is read once per image
         t0 = time.perf_counter()
         r = intervene_image(model, test.images[i], [Intervention(i % 8, "ablate")], thresholds, interpreter.encoder,
-                            interpreter.describe)
+                            interpreter.describe, cache)
+        t1 = time.perf_counter()
+        intervene_image(model, test.images[i], [Intervention(i % 8, "scale", 0.5)], thresholds, interpreter.encoder,
+                        interpreter.describe, cache)
         if i:  # the first call warms up
-            times.append(time.perf_counter() - t0)
+            first.append(t1 - t0)
+            again.append(time.perf_counter() - t1)
             changed += bool(r.changed)
-    print(f"one intervention, re-described: median {statistics.median(times):.3f} s, max {max(times):.3f} s "
-          f"over {len(times)} MNIST digits ({changed} of them read differently after)")
+    print(f"one intervention on a new image (both read, one batch of 2): median {statistics.median(first):.3f} s; "
+          f"the next intervention on it (only the changed image read): median {statistics.median(again):.3f} s, "
+          f"max {max(again):.3f} s; over {len(first)} MNIST digits ({changed} read differently after ablation)")
 
     if args.n:
         path, fx = run_effects(interpreter, paths, EffectConfig(n=args.n, n_mnist=args.n_mnist), args.name)

@@ -98,4 +98,10 @@ def test_intervene_image_shows_the_shape_that_disappears() -> None:
     assert result.changed == {"vertical": (1, 0)} and result.changed_cells > 0
     assert result.after.encoding != result.before.encoding and reader.calls == [2]  # one batch of two
     same = intervene_image(model, vertical(), [Intervention(1, "ablate")], THRESHOLDS, describe=reader.describe)
-    assert same.changed == {} and same.changed_cells == 0
+    assert same.changed == {} and same.changed_cells == 0 and reader.calls == [2, 1]  # one encoding, read once
+    cache: dict[str, str] = {}
+    intervene_image(model, vertical(), [Intervention(0, "scale", 0.5)], THRESHOLDS, describe=reader.describe,
+                    cache=cache)
+    intervene_image(model, vertical(), [Intervention(0, "scale", 0.2)], THRESHOLDS, describe=reader.describe,
+                    cache=cache)
+    assert reader.calls[2:] == [2, 1] and len(cache) == 3  # the original is read once, then only what changed
