@@ -297,7 +297,7 @@ def test_a_newcomer_goes_home_draw_activations_chat_compare(server, page):
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Compare", exact=True).click()
     page.locator("h1").get_by_text("Compare").wait_for()
     page.locator(IDLE).wait_for()
-    page.get_by_text("Table 1").wait_for()
+    page.get_by_text("Table 1", exact=True).wait_for()
     assert page.get_by_text("evaluated run(s) in the store").count() == 0
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "newcomer-compare")
