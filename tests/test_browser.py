@@ -311,11 +311,12 @@ def test_chat_preset_question_streams_the_shipped_interpreters_answer(server, pa
         pytest.skip(f"{shipped} is missing")
     open_page(page, server, "chat")
     picker = page.get_by_role("combobox", name="Interpreter")  # a react-aria ComboBox: the choice is its value
+    page.locator(IDLE).wait_for()
     picker.click()
     # Typing filters the list to one option; Enter picks it (clicking an option raced the list's re-renders).
-    picker.fill(shipped.name)
+    picker.press_sequentially(shipped.name, delay=30)
     page.get_by_role("option", name=f"{shipped.name} (shipped,").wait_for()
-    picker.press("Enter")
+    page.keyboard.press("Enter")
     settle(page)
     assert picker.input_value().startswith(f"{shipped.name} (shipped,")
     if page.get_by_text("cannot be loaded").count():
