@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from interp.data.mnist import load_mnist
 from interp.encoding.thresholds import ThresholdSet
-from interp.evaluation.shipped import RESULTS_FILE, load_results
+from interp.evaluation.shipped import load_results
 from interp.interpreters.models import fetch_model
 from interp.settings import Paths
 from interp.store.db import Store
@@ -49,7 +49,7 @@ def ensure_store(paths: Paths) -> Iterator[str]:
 def ensure_results(paths: Paths, mnist_source: str) -> Iterator[str]:
     """Load the shipped evaluation results (`interp.evaluation.shipped`) the store does not have yet."""
 
-    path = paths.assets_dir / "results" / RESULTS_FILE
+    path = paths.results_path
     added = load_results(Store(paths.db_path), path, mnist_source)
     runs = sorted({run for run, _ in added})
     yield (f"shipped evaluation results: {len(added)} loaded ({', '.join(runs)})" if added

@@ -41,6 +41,21 @@ class Paths:
     def target_dir(self) -> Path:
         return self.assets_dir / "target"
 
+    @property
+    def interpreters_dir(self) -> Path:
+        """Shipped interpreters (adapter folders)."""
+        return self.assets_dir / "interpreters"
+
+    @property
+    def probes_dir(self) -> Path:
+        """Shipped activation probes."""
+        return self.assets_dir / "probes"
+
+    @property
+    def results_path(self) -> Path:
+        """The shipped evaluation results (`interp.evaluation.shipped`)."""
+        return self.assets_dir / "results" / "evaluations.jsonl.gz"
+
     @classmethod
     def from_env(cls) -> "Paths":
         """Honour N2W_DATA_DIR, N2W_RUNS_DIR and N2W_DB (tests point them at tmp_path)."""

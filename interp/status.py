@@ -49,7 +49,7 @@ def pipeline_status(paths: Paths) -> list[StageStatus]:
         out.append(StageStatus("Encoding", default is not None,
                                f"{len(sets)} threshold set(s), default '{default.name}'" if default
                                else "no threshold set: run `python -m interp setup`"))
-        shipped = shipped_adapters(paths.assets_dir / "interpreters")
+        shipped = shipped_adapters(paths.interpreters_dir)
         runs = run_adapters(paths.runs_dir)
         jobs = store.list_jobs()
         active = int(jobs["status"].isin(["queued", "running"]).sum()) if len(jobs) else 0

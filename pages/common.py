@@ -258,5 +258,5 @@ def probe():
     from interp.catalog import shipped_probes
     from interp.interpreters.probe import ProbeInterpreter
 
-    found = shipped_probes(paths().assets_dir / "probes")
+    found = shipped_probes(paths().probes_dir)
     return ProbeInterpreter.load(found[0]) if found else None

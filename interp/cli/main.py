@@ -21,7 +21,7 @@ from interp.encoding.reference import calibrate_default
 from interp.evaluation.baselines import run_majority, run_probe
 from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, eval_set_name, evaluate_spec
 from interp.evaluation.metrics import main_metrics
-from interp.evaluation.shipped import RESULTS_FILE, export_results
+from interp.evaluation.shipped import export_results
 from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
 from interp.interpreters.finetune import finetune
 from interp.interpreters.models import fetch_model, is_fetched, load_tokenizer
@@ -295,7 +295,7 @@ def _interventions(args: argparse.Namespace) -> list:
 
 @command("results export")
 def cmd_results_export(args: argparse.Namespace, paths: Paths) -> int:
-    out = Path(args.out) if args.out else paths.assets_dir / "results" / RESULTS_FILE
+    out = Path(args.out) if args.out else paths.results_path
     n = export_results(Store(paths.db_path), args.runs, out, load_mnist(paths.data_dir).source)
     print(f"{n} (run, set) results of {len(args.runs)} run(s) written to {out}")
     return 0
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="results_cmd", required=True, metavar="ACTION")
     p = res.add_parser("export", help="write stored runs' predictions and metrics for shipping")
     p.add_argument("runs", nargs="+", help="run ids in the store")
-    p.add_argument("--out", help=f"file (default: assets/results/{RESULTS_FILE})")
+    p.add_argument("--out", help="file (default: assets/results/evaluations.jsonl.gz)")
     p.set_defaults(cmd="results export")
     p = res.add_parser("load", help="add the shipped results the store lacks (setup does this)")
     p.set_defaults(cmd="results load")

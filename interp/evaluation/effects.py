@@ -208,7 +208,7 @@ def run_effects(interpreter: Any, paths: Any, cfg: EffectConfig, name: str,
 
     safe_name("effect map name", name)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
-    probes = shipped_probes(paths.assets_dir / "probes")
+    probes = shipped_probes(paths.probes_dir)
     probe = ProbeInterpreter.load(probes[0]) if probes else None
     probe_thresholds = thresholds_for(probe.thresholds, thresholds) if probe else None
     test = load_mnist(paths.data_dir).test

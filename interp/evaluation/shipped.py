@@ -20,8 +20,6 @@ from pathlib import Path
 
 from interp.store.db import Store
 
-RESULTS_FILE = "evaluations.jsonl.gz"
-"""Under assets/results/."""
 SHIPPED_KEY = "shipped"
 """Set in a loaded run's config: the pages mark these runs as shipped results."""
 

