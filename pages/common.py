@@ -260,3 +260,30 @@ def probe():
 
     found = shipped_probes(paths().probes_dir)
     return ProbeInterpreter.load(found[0]) if found else None
+
+
+def active_jobs(kind: str) -> bool:
+    """Whether a job of ``kind`` is queued or running (cheap: the store's records, no backend poll)."""
+    from interp.jobs.spec import TERMINAL
+
+    return any(r["spec"].get("kind") == kind and r["status"] not in TERMINAL
+               for r in store().list_jobs().to_dict("records"))
+
+
+def job_progress(kind: str, watch_key: str, starting: str = "starting") -> list:
+    """A progress bar per active job of ``kind`` (its log's last bar); returns the jobs listed in
+    ``st.session_state[watch_key]`` (ids this page started) that have ended, and forgets them."""
+    from interp.jobs import control as jobs
+    from interp.jobs.spec import TERMINAL
+
+    views = [v for v in jobs.list_views(paths(), store()) if v.spec.kind == kind]
+    for v in views:
+        if v.status not in TERMINAL:
+            label, done, total = v.progress or (starting, 0, 1)
+            st.progress(done / max(total, 1),
+                        text=f"`{v.spec.name}` · {label}" + (f" {done}/{total}" if v.progress else ""))
+    watched = st.session_state.get(watch_key, set())
+    ended = [v for v in views if v.id in watched and v.status in TERMINAL]
+    for v in ended:
+        watched.discard(v.id)
+    return ended

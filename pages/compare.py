@@ -17,9 +17,9 @@ from interp.evaluation.evaluate import (
 )
 from interp.evaluation.labelled_sets import list_labelled_sets, save_labelled_upload
 from interp.jobs import control as jobs
-from interp.jobs.spec import TERMINAL, EvaluateJobConfig, JobSpec
+from interp.jobs.spec import EvaluateJobConfig, JobSpec
 from interp.store.db import StoreLockedError
-from pages.common import interpreter_choices, mnist, paths, store, store_busy_message
+from pages.common import active_jobs, interpreter_choices, job_progress, mnist, paths, store, store_busy_message
 
 HOW_TO = """Evaluate an interpreter above, or from a shell, e.g.:
 
@@ -59,21 +59,12 @@ def submit_evaluation(choice, eval_set: str, n: int, questions: bool) -> None:
 
 
 def evaluation_progress() -> None:
-    """Active evaluation jobs as progress bars; when one this page started ends, reload the page."""
-    views = [v for v in jobs.list_views(paths(), store()) if v.spec.kind == "evaluate"]
-    for v in views:
-        if v.status in TERMINAL:
-            continue
-        label, done, total = v.progress or ("starting (loading the model)", 0, 1)
-        st.progress(done / max(total, 1), text=f"`{v.spec.name}` · {label} {done}/{total}" if v.progress
-                    else f"`{v.spec.name}` · {label}")
-    watched = st.session_state.get(WATCH, set())
-    ended = [v for v in views if v.id in watched and v.status in TERMINAL]
+    """Active evaluation jobs as progress bars; when one this page started ends, say how and reload the page."""
+    ended = job_progress("evaluate", WATCH, starting="starting (loading the model)")
+    for v in ended:
+        st.session_state.setdefault("compare_flash", []).append(
+            (v.status, f"Evaluation `{v.spec.name}` {v.status}" + (f": {v.message}" if v.message else ".")))
     if ended:
-        for v in ended:
-            watched.discard(v.id)
-            st.session_state.setdefault("compare_flash", []).append(
-                (v.status, f"Evaluation `{v.spec.name}` {v.status}" + (f": {v.message}" if v.message else ".")))
         st.rerun(scope="app")
 
 
@@ -116,9 +107,7 @@ with st.expander("Evaluate an interpreter", expanded=len(runs) < 2):
             st.error(f"Not submitted: {choices[pick].hint}")
         else:
             submit_evaluation(choices[pick], eval_set, int(n), questions)
-active = any(r["spec"].get("kind") == "evaluate" and r["status"] not in TERMINAL
-             for r in store().list_jobs().to_dict("records"))
-st.fragment(evaluation_progress, run_every=2 if active else None)()
+st.fragment(evaluation_progress, run_every=2 if active_jobs("evaluate") else None)()
 
 if len(runs) < 2:
     st.info(f"{len(runs)} evaluated run(s) in the store; comparing needs two.\n\n{HOW_TO}")

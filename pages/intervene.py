@@ -10,13 +10,15 @@ from interp.encoding.encoders import LETTERS
 from interp.evaluation.effects import EffectConfig, EffectMap, run_effects
 from interp.interventions import MAX_SCALE, Intervention, intervene_image
 from interp.jobs import control as jobs
-from interp.jobs.spec import TERMINAL, EffectsJobConfig, EvaluateJobConfig, JobSpec
+from interp.jobs.spec import EffectsJobConfig, EvaluateJobConfig, JobSpec
 from interp.pipeline import thresholds_for
 from pages.common import (
+    active_jobs,
     active_threshold_set,
     current_image,
     interpreter,
     interpreter_choices,
+    job_progress,
     paths,
     store,
     target_model,
@@ -29,20 +31,14 @@ INLINE_MAX = 100
 
 
 def effects_progress() -> None:
-    """Running effect-map jobs as progress bars; the page reloads when one ends."""
-    views = [v for v in jobs.list_views(paths(), store()) if v.spec.kind == "effects"]
-    running = [v for v in views if v.status not in TERMINAL]
-    for v in running:
-        label, done, total = v.progress or ("starting", 0, 1)
-        st.progress(done / max(total, 1), text=f"`{v.spec.name}` · {label} {done}/{total}")
-    watched = st.session_state.get("iv_fx_jobs", set())
-    ended = [v for v in views if v.id in watched and v.status in TERMINAL]
+    """Running effect-map jobs as progress bars; the page reloads when one it started ends."""
+    ended = job_progress("effects", "iv_fx_jobs")
+    for v in ended:
+        if v.status == "succeeded":
+            st.session_state["iv_fx_pick"] = v.spec.name
     if ended:
-        for v in ended:
-            watched.discard(v.id)
-            if v.status == "succeeded":
-                st.session_state["iv_fx_pick"] = v.spec.name
         st.rerun(scope="app")
+
 
 st.title("Intervene")
 st.caption("The causal test: change what one conv1 filter passes on — switch it off, scale it, or clamp it to a "
@@ -142,9 +138,7 @@ elif go:
     except (ValueError, OSError) as exc:
         st.error(f"The effect map failed: {exc}")
 
-active = any(r["spec"].get("kind") == "effects" and r["status"] not in TERMINAL
-             for r in store().list_jobs().to_dict("records"))
-st.fragment(effects_progress, run_every=2 if active else None)()
+st.fragment(effects_progress, run_every=2 if active_jobs("effects") else None)()
 
 maps = effect_maps(paths().runs_dir)
 if maps:
