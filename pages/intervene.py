@@ -36,6 +36,8 @@ def effects_progress() -> None:
     for v in ended:
         if v.status == "succeeded":
             st.session_state["iv_fx_pick"] = v.spec.name
+        else:  # a job that died says so after the reload
+            st.session_state["iv_fx_failed"] = f"Effect map `{v.spec.name}` {v.status}: {v.message or 'no message'}"
     if ended:
         st.rerun(scope="app")
 
@@ -114,6 +116,8 @@ st.caption("Over held-out synthetic images (D_syn_eval), each filter ablated alo
            "interpreter (and, beside it, the activation probe) read before that are gone after, and the target's "
            f"digit accuracy on MNIST test images. Up to {INLINE_MAX} images in the page, more as a job (the "
            "Fine-tuning jobs page lists it); from a shell: `python -m interp intervene effects --name NAME --n 200`.")
+if failed := st.session_state.pop("iv_fx_failed", None):
+    st.error(failed)
 with st.form("iv_effects"):
     a, b, c = st.columns([1, 1, 2])
     n = a.number_input("Images", 4, 5000, 50, key="iv_fx_n")
