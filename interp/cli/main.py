@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from interp.bootstrap import ensure_all, ensure_results
 from interp.cli import jobs as cli_jobs
@@ -19,7 +20,8 @@ from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations, list_encoders
 from interp.encoding.reference import calibrate_default
 from interp.evaluation.baselines import run_majority, run_probe
-from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, eval_set_name, evaluate_spec
+from interp.evaluation.effects import EffectConfig, ablate_each, run_effects
+from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, eval_set_name, evaluate_spec, interpreter_thresholds
 from interp.evaluation.metrics import main_metrics
 from interp.evaluation.shipped import export_results
 from interp.interpreters.dataset import DatasetConfig, build_dataset_in, token_stats
@@ -27,7 +29,9 @@ from interp.interpreters.finetune import finetune
 from interp.interpreters.models import fetch_model, is_fetched, load_tokenizer
 from interp.interpreters.presets import list_presets
 from interp.interpreters.probe import ProbeConfig
+from interp.interpreters.registry import load_interpreter
 from interp.interpreters.training import FinetuneConfig, resolve_dataset
+from interp.interventions import Intervention, intervene_image
 from interp.language import parse_description
 from interp.pipeline import encode_image
 from interp.settings import Paths
@@ -240,10 +244,6 @@ def cmd_baseline_probe(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("intervene image")
 def cmd_intervene_image(args: argparse.Namespace, paths: Paths) -> int:
-    from interp.evaluation.evaluate import interpreter_thresholds
-    from interp.interpreters.registry import load_interpreter
-    from interp.interventions import intervene_image
-
     interventions = _interventions(args)
     interpreter = load_interpreter(args.interpreter, paths.models_dir)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
@@ -262,11 +262,6 @@ def cmd_intervene_image(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("intervene effects")
 def cmd_intervene_effects(args: argparse.Namespace, paths: Paths) -> int:
-    from tqdm.auto import tqdm
-
-    from interp.evaluation.effects import EffectConfig, ablate_each, run_effects
-    from interp.interpreters.registry import load_interpreter
-
     interventions = _interventions(args) or ablate_each()
     cfg = EffectConfig(n=args.n, n_mnist=args.n_mnist, interventions=tuple(interventions),
                        batch_size=args.batch_size)
@@ -281,8 +276,6 @@ def cmd_intervene_effects(args: argparse.Namespace, paths: Paths) -> int:
 
 def _interventions(args: argparse.Namespace) -> list:
     """--ablate F, --scale F:X, --clamp F:LETTER (each repeatable) as Interventions."""
-    from interp.interventions import Intervention
-
     out = [Intervention(int(f), "ablate") for f in args.ablate or []]
     for item in args.scale or []:
         f, _, x = item.partition(":")

@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interp.catalog import shipped_probes
+from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations
 from interp.encoding.thresholds import ThresholdSet
+from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
+from interp.interpreters.dataset import synthetic_images
+from interp.interpreters.probe import ProbeInterpreter
 from interp.interventions import Intervention, run_intervened
 from interp.language import PLURALS, SHAPES, SYNTH_SHAPES, parse_description
-from interp.target.cnn import TargetCNN
+from interp.names import safe_name
+from interp.pipeline import thresholds_for
+from interp.store.db import Store
+from interp.target.cnn import TargetCNN, load_target
 
 EFFECTS_FILE = "effects.json"
 READERS = ("interpreter", "probe")
@@ -196,16 +204,6 @@ def run_effects(interpreter: Any, paths: Any, cfg: EffectConfig, name: str,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Path, EffectMap]:
     """`intervene effects`: the effect map of a loaded ``interpreter`` on D_syn_eval's first ``cfg.n`` images, with
     the shipped probe beside it and MNIST test digits for accuracy; saved to ``runs/<name>/``."""
-    from interp.catalog import shipped_probes
-    from interp.data.mnist import load_mnist
-    from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
-    from interp.interpreters.dataset import synthetic_images
-    from interp.interpreters.probe import ProbeInterpreter
-    from interp.names import safe_name
-    from interp.pipeline import thresholds_for
-    from interp.store.db import Store
-    from interp.target.cnn import load_target
-
     safe_name("effect map name", name)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
     probes = shipped_probes(paths.probes_dir)
