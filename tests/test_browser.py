@@ -157,6 +157,22 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def draw_vertical_stroke(page):
+    """One near-vertical stroke down the middle of the Draw page's canvas; returns the canvas once the
+    prediction for it is shown."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x = box["x"] + box["width"] / 2
+    page.mouse.move(x, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(x + 8, box["y"] + box["height"] - 40, steps=15)
+    page.mouse.up()
+    page.get_by_text("Prediction:").wait_for()
+    settle(page)
+    return canvas
+
+
 def digit_png() -> bytes:
     """A dark '7' drawn on a light grey page, 300×240: the upload must invert and crop it."""
     img = np.full((300, 240), 230, np.uint8)
@@ -171,17 +187,7 @@ def digit_png() -> bytes:
 
 def test_draw_a_stroke_then_see_prediction_and_encoding(server, page):
     open_page(page, server, "input")
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(x + 8, box["y"] + box["height"] - 40, steps=15)
-    page.mouse.up()
-
-    page.get_by_text("Prediction:").wait_for()
-    settle(page)
+    canvas = draw_vertical_stroke(page)
     assert page.get_by_text("Prediction: 1").count() == 1  # a vertical stroke
     page.get_by_text("Encoding c(a): paper").click()
     code = page.locator('[data-testid="stCode"]').first
@@ -261,16 +267,7 @@ def test_a_newcomer_goes_home_draw_activations_chat_compare(server, page):
     screenshot(page, "newcomer-home")
     page.get_by_role("link", name="1 · Draw a digit").click()
     page.locator("h1").get_by_text("Draw").wait_for()
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x = box["x"] + box["width"] / 2
-    page.mouse.move(x, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(x + 8, box["y"] + box["height"] - 40, steps=15)
-    page.mouse.up()
-    page.get_by_text("Prediction:").wait_for()
-    settle(page)
+    draw_vertical_stroke(page)
     page.get_by_role("button", name="Use this image").click()
     page.get_by_text("This is the current image (drawing)").wait_for()
     page.get_by_text("See its activations and encoding").click()
