@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS
-from interp.encoding.thresholds import ThresholdSet, validate_thresholds
+from interp.encoding.thresholds import ThresholdSet, threshold_table
 from interp.language import SHAPES, parse_description
 from interp.pipeline import Analysis, analyze_image
 from interp.target.activations import hooked
@@ -74,8 +74,7 @@ class Intervention:
 def bin_value(thresholds: ThresholdSet | np.ndarray, filter: int, letter: str) -> float:
     """A representative activation of bin ``letter`` of ``filter``: the middle of its interval (v: t4 plus
     half the h bin's width; z: 0)."""
-    t = thresholds.as_array() if isinstance(thresholds, ThresholdSet) else validate_thresholds(thresholds)
-    t = t[filter]
+    t = threshold_table(thresholds)[filter]
     k = LETTERS.index(letter)
     if k == 0:
         return 0.0
@@ -97,8 +96,7 @@ def apply_interventions(acts: torch.Tensor, interventions: Sequence[Intervention
         else:
             if thresholds is None:
                 raise ValueError("clamping to a bin needs the threshold set")
-            t1 = float((thresholds.as_array() if isinstance(thresholds, ThresholdSet) else
-                        validate_thresholds(thresholds))[f, 0])
+            t1 = float(threshold_table(thresholds)[f, 0])
             fires = out[..., f, :, :] > t1
             out[..., f, :, :] = torch.where(fires, torch.full_like(out[..., f, :, :],
                                                                    bin_value(thresholds, f, iv.value)), 0.0)

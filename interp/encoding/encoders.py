@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from interp.encoding.thresholds import N_FILTERS, ThresholdSet, validate_thresholds
+from interp.encoding.thresholds import N_FILTERS, ThresholdSet, threshold_table
 
 LETTERS = "zlmhv"
 """§3.2 level letters for bins 0..4: zero, low, medium, high, very high."""
@@ -42,7 +42,7 @@ def bin_activations(acts: np.ndarray, thresholds: ThresholdSet | np.ndarray) -> 
     i.e. the bin is the number of the filter's thresholds strictly below a. t1 = 0 gives the
     paper's "z if a ≤ 0".
     """
-    t = thresholds.as_array() if isinstance(thresholds, ThresholdSet) else validate_thresholds(thresholds)
+    t = threshold_table(thresholds)
     a = np.asarray(acts)
     if a.shape[-3:] != (N_FILTERS, SIDE, SIDE) or a.ndim not in (3, 4):
         raise ValueError(f"activations must be [b, 8, 14, 14] or [8, 14, 14], got {list(a.shape)}")

@@ -136,6 +136,11 @@ class ThresholdSet:
             raise ValueError(f"{path}: {exc}") from exc
 
 
+def threshold_table(thresholds: ThresholdSet | np.ndarray) -> np.ndarray:
+    """float64 [8, 4] t1..t4 per filter from a ThresholdSet or a raw table (checked by `validate_thresholds`)."""
+    return thresholds.as_array() if isinstance(thresholds, ThresholdSet) else validate_thresholds(thresholds)
+
+
 def _json_type(value: object) -> str:
     """How a JSON value's type reads in a message: 'a list', 'a string', 'null'..."""
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
