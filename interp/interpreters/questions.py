@@ -118,7 +118,7 @@ def answer_count(question: Question, answer: str) -> int | None:
         return None
     alternatives = "|".join(re.escape(n) for n in sorted(nouns, key=len, reverse=True))
     found = re.findall(rf"(\d{{1,3}})\s+(?:{alternatives})\b", text, flags=re.IGNORECASE)
-    # The last number: answers state the reading first ("... 1 corner. So 1 corner.", "= 3 curves").
+    # The last number: an answer may name parts before its total ("1 ellipse + 2 corners = 3 curves").
     return int(found[-1]) if found else None
 
 
@@ -187,7 +187,8 @@ def answer_all(interpreter, encodings: Sequence[str], questions: Sequence[Questi
     out: list[str] = []
     batched = hasattr(interpreter, "answer_questions")
     step = batch_size if batched else 1
-    with tqdm(total=len(encodings), unit="question", desc=f"answer ({getattr(interpreter, 'name', 'interpreter')})", disable=not progress) as bar:
+    desc = f"answer ({getattr(interpreter, 'name', 'interpreter')})"
+    with tqdm(total=len(encodings), unit="question", desc=desc, disable=not progress) as bar:
         for i in range(0, len(encodings), step):
             chunk, asked = list(encodings[i : i + step]), questions[i : i + step]
             if batched:
