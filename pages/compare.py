@@ -1,7 +1,5 @@
 """Compare: two stored evaluation runs side by side, as the paper's Table 1 (§4); evaluate any interpreter."""
 
-import re
-
 import plotly.express as px
 import streamlit as st
 
@@ -14,6 +12,7 @@ from interp.evaluation.evaluate import (
     evaluation_runs,
     metrics_table,
     per_shape_table,
+    slug,
 )
 from interp.evaluation.labelled_sets import list_labelled_sets, save_labelled_upload
 from interp.jobs import control as jobs
@@ -42,7 +41,7 @@ UPLOAD_HELP = ("An .npz with `images` (uint8 [n, 28, 28], white on black) and ei
 
 def submit_evaluation(choice, eval_set: str, n: int, questions: bool) -> None:
     run = EvaluateJobConfig.run_ref(choice.kind, choice.spec)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"eval-{run.split(':', 1)[-1]}-{eval_set}-{n}")[:64]
+    name = slug(f"eval-{run.split(':', 1)[-1]}-{eval_set}-{n}")[:64]
     try:
         spec = JobSpec(kind="evaluate", name=name,
                        evaluate=EvaluateJobConfig(run=run, eval_set=eval_set, n=n, questions=questions,
