@@ -33,6 +33,7 @@ from torch import nn
 
 from interp.interpreters.probe import N_FILTERS, N_LEVELS, SIDE, bins_from_encodings
 from interp.interpreters.prompt import ANSWER_SIGNIFIER, INPUT_SIGNIFIER, QUESTION_SIGNIFIER
+from interp.interpreters.questions import CURVES, LINES
 from interp.interpreters.stopping import StopOnStrings
 from interp.language import OUTPUT_SIGNIFIER, SHAPES
 
@@ -44,8 +45,16 @@ STOPS = ("\n", "###")
 """An answer is one line (descriptions and the trained questions alike)."""
 
 
-SUMMARIES = {"shapes": len(SHAPES), "pooled": 1, "none": 0}
+GROUPS: dict[str, tuple[int, ...]] = {
+    "curves": tuple(SHAPES.index(s) for s in CURVES),
+    "straight lines": tuple(SHAPES.index(s) for s in LINES),
+    "shapes": tuple(range(len(SHAPES))),
+}
+"""The sums the grounded questions ask for (`interp.interpreters.questions`), as indices into SHAPES."""
+SUMMARIES = {"shapes+groups": len(SHAPES) + len(GROUPS), "shapes": len(SHAPES), "pooled": 1, "none": 0}
 """Summary kinds → how many soft tokens each adds after the patches."""
+READER_TASKS = {"shapes+groups": "Conv1 activations of an MNIST CNN as 49 patches and 11 counts:"}
+"""The prefix text per summary kind where it is not READER_TASK (it names what the soft tokens hold)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,9 @@ class ReaderConfig:
     """Largest count class per shape type (§3.1: 0–4 of each type)."""
     summary: str = "shapes"
     """What follows the 49 patch tokens: "shapes" (one token per shape type from the count head),
-    "pooled" (one token from the count hidden layer; the first shipped reader) or "none"."""
+    "shapes+groups" (those, then one token per group sum the questions ask for: curves, straight
+    lines, all shapes; the count head also predicts the sums), "pooled" (one token from the count
+    hidden layer; the first shipped reader) or "none"."""
 
     def __post_init__(self) -> None:
         if min(self.hidden_size, self.trunk_channels, self.token_channels, self.count_hidden, self.max_count) < 1:
@@ -75,6 +86,24 @@ class ReaderConfig:
     @property
     def n_tokens(self) -> int:
         return (SIDE // 2) ** 2 + SUMMARIES[self.summary]
+
+    @property
+    def n_heads(self) -> int:
+        """Rows of the count head: one per shape type, plus one per group sum with "shapes+groups"."""
+        return len(SHAPES) + (len(GROUPS) if self.summary == "shapes+groups" else 0)
+
+    @property
+    def task(self) -> str:
+        """The prefix text a new reader of this config is trained with."""
+        return READER_TASKS.get(self.summary, READER_TASK)
+
+    def targets(self, counts: torch.Tensor) -> torch.Tensor:
+        """counts [b, 8] → the count head's targets [b, n_heads]: the counts, then the group sums."""
+        counts = counts.long()
+        if self.n_heads == counts.shape[1]:
+            return counts
+        sums = [counts[:, list(idx)].sum(1) for idx in GROUPS.values()]
+        return torch.cat([counts, torch.stack(sums, 1)], 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,19 +139,19 @@ class Connector(nn.Module):
             nn.Conv2d(c, t, 3, padding=1), nn.GELU(),
         )
         self.count_hidden = nn.Sequential(nn.Linear(2 * t, cfg.count_hidden), nn.GELU())
-        self.count_out = nn.Linear(cfg.count_hidden, len(SHAPES) * (cfg.max_count + 1))
+        self.count_out = nn.Linear(cfg.count_hidden, cfg.n_heads * (cfg.max_count + 1))
         self.patch_proj = nn.Sequential(nn.Linear(t, h), nn.GELU(), nn.Linear(h, h))
         self.positions = nn.Parameter(torch.randn((SIDE // 2) ** 2, h) * 0.02)
-        width = cfg.count_hidden + (cfg.max_count + 1 + len(SHAPES) if cfg.summary == "shapes" else 0)
+        width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.summary.startswith("shapes") else 0)
         self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
             if cfg.summary != "none" else None
 
     def features(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, 8, max_count + 1])."""
+        """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, n_heads, max_count + 1])."""
         x = self.trunk(one_hot_bins(bins.to(self.positions.device)))  # [b, t, 7, 7]
         patches = x.flatten(2).transpose(1, 2)
         hidden = self.count_hidden(torch.cat([patches.mean(1), patches.amax(1)], -1))
-        logits = self.count_out(hidden).view(len(bins), len(SHAPES), self.cfg.max_count + 1)
+        logits = self.count_out(hidden).view(len(bins), self.cfg.n_heads, self.cfg.max_count + 1)
         return patches, hidden, logits
 
     def forward(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,8 +159,8 @@ class Connector(nn.Module):
         tokens = self.patch_proj(patches) + self.positions
         if self.cfg.summary == "pooled":
             tokens = torch.cat([tokens, self.summary_proj(hidden)[:, None]], 1)
-        elif self.cfg.summary == "shapes":
-            n, b = len(SHAPES), len(bins)
+        elif self.cfg.summary.startswith("shapes"):
+            n, b = self.cfg.n_heads, len(bins)
             kind = torch.eye(n, device=hidden.device, dtype=hidden.dtype).expand(b, n, n)
             per_shape = torch.cat([hidden[:, None].expand(b, n, -1), logits.softmax(-1).to(hidden.dtype), kind], -1)
             tokens = torch.cat([tokens, self.summary_proj(per_shape)], 1)
@@ -139,7 +168,8 @@ class Connector(nn.Module):
 
 
 def count_loss(logits: torch.Tensor, counts: torch.Tensor, max_count: int) -> torch.Tensor:
-    """Cross-entropy per shape type; counts above ``max_count`` are clipped."""
+    """Cross-entropy per count head row (``counts`` as `ReaderConfig.targets` gives them); counts above
+    ``max_count`` are clipped."""
     target = counts.long().clamp(0, max_count).to(logits.device)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1))
 
@@ -180,7 +210,8 @@ class ReaderModel(nn.Module):
         out = self.llm(inputs_embeds=emb, attention_mask=attention_mask, labels=labels)
         loss = out.loss
         if loss is not None and counts is not None and self.aux_weight > 0:
-            loss = loss + self.aux_weight * count_loss(logits, counts, self.connector.cfg.max_count)
+            cfg = self.connector.cfg
+            loss = loss + self.aux_weight * count_loss(logits, cfg.targets(counts), cfg.max_count)
         return {"loss": loss, "logits": out.logits, "count_logits": logits}
 
     def save(self, folder: Path) -> None:
@@ -245,60 +276,148 @@ class ReaderInterpreter:
     thresholds: Any = None
     info: dict = field(default_factory=dict)
     kind: str = "reader"
+    bf16: bool = False
+    """Run the LLM under bf16 autocast (as it was trained on a CPU with native bf16: see `load_interpreter`)."""
+
+    def _autocast(self) -> Any:
+        device = self.model.connector.positions.device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _bins(self, encodings: Sequence[str]) -> torch.Tensor:
         return torch.as_tensor(bins_from_encodings(list(encodings), self.encoder), dtype=torch.long)
 
-    def _inputs(self, bins: torch.Tensor, suffixes: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded inputs_embeds and attention mask: prefix + soft tokens + each suffix."""
-        tok, m = self.tokenizer, self.model
-        ids = [m.prefix_ids + [0] * m.n_tokens + tok(s, add_special_tokens=False)["input_ids"] for s in suffixes]
-        width = max(len(i) for i in ids)
+    def _embed_rows(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """One unpadded embedding row per image: prefix + soft tokens + its suffix ids."""
+        m = self.model
         device = m.connector.positions.device
+        rows = [torch.tensor(m.prefix_ids + [0] * m.n_tokens + list(ids), device=device) for ids in suffix_ids]
+        # Embed unpadded rows: the soft tokens sit at a fixed offset.
+        return [m.embed(row[None], bins[r : r + 1])[0][0] for r, row in enumerate(rows)]
+
+    def _pad_embedding(self) -> torch.Tensor:
+        tok, m = self.tokenizer, self.model
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        rows, mask = [], torch.zeros(len(ids), width, dtype=torch.long, device=device)
-        for r, i in enumerate(ids):
-            mask[r, width - len(i):] = 1
-            rows.append(torch.tensor(i, device=device))
-        # Embed unpadded rows (the soft tokens sit at a fixed offset), then left-pad the embeddings.
-        embs = [m.embed(row[None], bins[r : r + 1])[0][0] for r, row in enumerate(rows)]
-        pad_emb = m.llm.get_input_embeddings()(torch.tensor([pad], device=device))[0]
-        out = torch.stack([torch.cat([pad_emb.expand(width - len(e), -1), e]) for e in embs])
-        return out, mask
+        return m.llm.get_input_embeddings()(torch.tensor([pad], device=m.connector.positions.device))[0]
+
+    def _inputs(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded inputs_embeds and attention mask: prefix + soft tokens + each suffix."""
+        embs = self._embed_rows(bins, suffix_ids)
+        width = max(len(e) for e in embs)
+        mask = torch.zeros(len(embs), width, dtype=torch.long, device=embs[0].device)
+        for r, e in enumerate(embs):
+            mask[r, width - len(e):] = 1
+        pad_emb = self._pad_embedding()
+        return torch.stack([torch.cat([pad_emb.expand(width - len(e), -1), e]) for e in embs]), mask
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    def _finish(self, ids: Sequence[int]) -> str:
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return text[: i if (i := _stop_index(text)) != -1 else len(text)].strip()
 
     @torch.no_grad()
     def _generate(self, bins: torch.Tensor, suffixes: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
-                  stop_event: threading.Event | None = None, streamer: Any = None) -> list[str]:
+                  stop_event: threading.Event | None = None, streamer: Any = None,
+                  drafts: Sequence[str | None] | None = None) -> list[str]:
+        """Greedy (or sampled) answers after each suffix. With ``drafts`` (greedy only), each row's draft
+        answer is checked in one forward pass first and only the rows it does not match are generated on
+        (`_verify`): the text is the same as without drafts, in one pass instead of a pass per token."""
+        suffix_ids = self._ids([s.rstrip(" ") for s in suffixes])
+        if drafts is None or temperature > 0 or streamer is not None:
+            return [self._finish(t) for t in self._generate_ids(bins, suffix_ids, max_new_tokens, temperature,
+                                                                stop_event, streamer)]
+        accepted, done = self._verify(bins, suffix_ids, drafts, max_new_tokens)
+        todo = [r for r in range(len(suffixes)) if not done[r]]
+        if todo:
+            more = self._generate_ids(bins[todo], [suffix_ids[r] + accepted[r] for r in todo],
+                                      max_new_tokens - min(len(accepted[r]) for r in todo), 0.0, stop_event, None)
+            for r, new in zip(todo, more, strict=True):
+                accepted[r] = accepted[r] + new
+        return [self._finish(a[:max_new_tokens]) for a in accepted]
+
+    def _generate_ids(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], max_new_tokens: int,
+                      temperature: float, stop_event: threading.Event | None, streamer: Any) -> list[list[int]]:
+        """The new token ids per row (transformers `generate`, stopped at a stop string)."""
         from transformers import StoppingCriteriaList
 
         tok = self.tokenizer
-        embeds, mask = self._inputs(bins, [s.rstrip(" ") for s in suffixes])
+        embeds, mask = self._inputs(bins, suffix_ids)
         criteria = StoppingCriteriaList([StopOnStrings(tok, 0, STOPS, stop_event)])
         sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
-        out = self.model.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                      stopping_criteria=criteria, streamer=streamer,
-                                      pad_token_id=tok.pad_token_id or tok.eos_token_id, **sampling)
-        texts = tok.batch_decode(out, skip_special_tokens=True)
-        return [t[: i if (i := _stop_index(t)) != -1 else len(t)].strip() for t in texts]
+        with self._autocast():
+            out = self.model.llm.generate(inputs_embeds=embeds, attention_mask=mask,
+                                          max_new_tokens=max(1, max_new_tokens), stopping_criteria=criteria,
+                                          streamer=streamer, pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                                          **sampling)
+        return [row.tolist() for row in out]
+
+    def _verify(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], drafts: Sequence[str | None],
+                max_new_tokens: int) -> tuple[list[list[int]], list[bool]]:
+        """Speculative decoding with a draft per row (Leviathan et al. 2023, greedy case): one causal
+        forward over prompt + draft gives the LLM's greedy token at every draft position; the draft is
+        kept up to its first token the LLM would not have chosen, plus the LLM's own token there.
+        Returns (the LLM's greedy tokens so far, whether each row has reached a stop string)."""
+        draft_ids = [self._ids([f" {d}\n"])[0][:max_new_tokens] if d else [] for d in drafts]
+        embeds, mask = self._inputs(bins, [list(s) + d for s, d in zip(suffix_ids, draft_ids, strict=True)])
+        # Left-padded as generate pads, with the same positions; logits only where a draft token is chosen.
+        keep = max(len(d) for d in draft_ids) + 1
+        with self._autocast():
+            logits = self.model.llm(inputs_embeds=embeds, attention_mask=mask,
+                                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep).logits
+        accepted, done = [], []
+        for r, d in enumerate(draft_ids):
+            greedy = logits[r, keep - len(d) - 1 :].argmax(-1).tolist()  # from the token before the draft
+            k = 0
+            while k < len(d) and d[k] == greedy[k]:
+                k += 1
+            ids = d[:k] + [greedy[k]] if k < len(d) else list(d)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            eos = self.tokenizer.eos_token_id
+            accepted.append(ids)
+            done.append(_stop_index(text) != -1 or (eos is not None and eos in ids) or len(ids) >= max_new_tokens)
+        return accepted, done
+
+    def drafts(self, bins: torch.Tensor, questions: Sequence[str | None]) -> list[str | None]:
+        """Each row's draft answer from the connector's own count head (a description for None, else the
+        answer to a grounded question; None where the question is not one). Drafts only speed decoding
+        up: `_verify` keeps what the LLM itself would say."""
+        from interp.interpreters.questions import make_question, parse_question
+        from interp.language import counts_from_vector, format_description
+
+        _, _, logits = self.model.connector.features(bins)
+        out: list[str | None] = []
+        for vec, q in zip(logits[:, : len(SHAPES)].argmax(-1).cpu().numpy(), questions, strict=True):
+            counts = counts_from_vector(vec)
+            if q is None:
+                out.append(format_description(counts))
+            elif (parsed := parse_question(q)) is not None:
+                out.append(make_question(parsed.kind, counts, parsed.shape).answer)
+            else:
+                out.append(None)
+        return out
 
     def describe(self, encodings: Sequence[str], max_new_tokens: int = 48, batch_size: int = 50) -> list[str]:
         """One description per encoding, greedy."""
         out: list[str] = []
         for i in range(0, len(encodings), batch_size):
             chunk = list(encodings[i : i + batch_size])
-            out += self._generate(self._bins(chunk), [f"\n{OUTPUT_SIGNIFIER}"] * len(chunk), max_new_tokens)
+            bins = self._bins(chunk)
+            out += self._generate(bins, [f"\n{OUTPUT_SIGNIFIER}"] * len(chunk), max_new_tokens,
+                                  drafts=self.drafts(bins, [None] * len(chunk)))
         return out
 
     def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
         """Greedy answers, one question per encoding, as a first chat turn (`build_question`)."""
         suffixes = [f"\n{QUESTION_SIGNIFIER} {q.strip()}\n{ANSWER_SIGNIFIER}" for q in questions]
-        return self._generate(self._bins(encodings), suffixes, max_new_tokens)
+        bins = self._bins(encodings)
+        return self._generate(bins, suffixes, max_new_tokens, drafts=self.drafts(bins, list(questions)))
 
     @torch.no_grad()
     def read_counts(self, encodings: Sequence[str]) -> np.ndarray:
         """int64 [n, 8]: the connector's own count head (what the shape tokens carry)."""
         _, _, logits = self.model.connector.features(self._bins(encodings))
-        return logits.argmax(-1).cpu().numpy().astype(np.int64)
+        return logits[:, : len(SHAPES)].argmax(-1).cpu().numpy().astype(np.int64)
 
     def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
                stop_event: threading.Event | None = None) -> Iterator[str]:

@@ -23,7 +23,14 @@ import torch
 from interp.interpreters.probe import dataset_bins
 from interp.interpreters.prompt import ANSWER_SIGNIFIER, QUESTION_SIGNIFIER
 from interp.interpreters.questions import sample_questions
-from interp.interpreters.reader import Connector, ReaderConfig, ReaderModel, count_loss, prefix_token_ids
+from interp.interpreters.reader import (
+    READER_TASK,
+    Connector,
+    ReaderConfig,
+    ReaderModel,
+    count_loss,
+    prefix_token_ids,
+)
 from interp.interpreters.training import (
     FinetuneResult,
     finish_run,
@@ -66,9 +73,9 @@ def tokenize_conversation(tokenizer: Any, prefix_ids: list[int], n_soft: int, se
 
 
 def build_examples(tokenizer: Any, bins: np.ndarray, counts: np.ndarray, n_soft: int, qa_share: float, seed: int,
-                   max_length: int = 512) -> list[dict]:
+                   max_length: int = 512, task: str = READER_TASK) -> list[dict]:
     """One example per image (seeded per row, so a resumed run sees the same data)."""
-    prefix = prefix_token_ids(tokenizer)
+    prefix = prefix_token_ids(tokenizer, task)
     out = []
     for i in range(len(bins)):
         rng = np.random.default_rng([seed, i])
@@ -123,7 +130,7 @@ def warm_up_connector(connector: Connector, bins: np.ndarray, counts: np.ndarray
                 break
             idx = order[i : i + batch_size]
             _, _, logits = connector.features(x[idx].to(device))
-            loss = count_loss(logits, y[idx], connector.cfg.max_count)
+            loss = count_loss(logits, connector.cfg.targets(y[idx]), connector.cfg.max_count)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -143,9 +150,10 @@ def warm_up_connector(connector: Connector, bins: np.ndarray, counts: np.ndarray
 
 @torch.no_grad()
 def connector_exact(connector: Connector, bins: np.ndarray, counts: np.ndarray) -> float:
-    """Share of images whose every count the connector's count head gets right."""
+    """Share of images whose every shape count the connector's count head gets right."""
     connector.eval()
-    preds = [connector.features(torch.as_tensor(bins[i : i + 512], dtype=torch.long))[2].argmax(-1).cpu()
+    n = counts.shape[1]
+    preds = [connector.features(torch.as_tensor(bins[i : i + 512], dtype=torch.long))[2][:, :n].argmax(-1).cpu()
              for i in range(0, len(bins), 512)]
     pred = torch.cat(preds).numpy()
     return float((pred == np.minimum(counts, connector.cfg.max_count)).all(1).mean())
@@ -171,7 +179,8 @@ def reader_trainer_class():
 
 def build_reader_model(llm: Any, tokenizer: Any, reader_cfg: ReaderConfig, aux_weight: float) -> ReaderModel:
     device = llm.get_input_embeddings().weight.device
-    model = ReaderModel(llm, Connector(reader_cfg).to(device), prefix_token_ids(tokenizer), aux_weight)
+    model = ReaderModel(llm, Connector(reader_cfg).to(device), prefix_token_ids(tokenizer, reader_cfg.task), aux_weight,
+                        prefix_text=reader_cfg.task)
     if getattr(llm, "hf_device_map", None) is not None:  # placed by device_map: Trainer must not move it
         model.hf_device_map = llm.hf_device_map
     return model
@@ -186,7 +195,7 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
     setup = prepare_training(cfg, models_dir, datasets_dir)
     out, tokenizer = setup.out, setup.tokenizer
     hidden = setup.model.get_input_embeddings().weight.shape[1]
-    reader_cfg = ReaderConfig(hidden_size=hidden)
+    reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary)
     model = build_reader_model(setup.model, tokenizer, reader_cfg, cfg.reader_aux_weight)
 
     encoder = setup.manifest.get("encoder", "paper")  # the rows' encodings decode back to bins exactly
@@ -209,8 +218,10 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
         save_file({k: v.contiguous().cpu() for k, v in model.connector.state_dict().items()}, str(warm))
 
     n_soft = reader_cfg.n_tokens
-    train = build_examples(tokenizer, bins, counts, n_soft, cfg.reader_qa_share, cfg.seed, cfg.max_length)
-    val = build_examples(tokenizer, vbins, vcounts, n_soft, cfg.reader_qa_share, cfg.seed + 1, cfg.max_length) \
+    train = build_examples(tokenizer, bins, counts, n_soft, cfg.reader_qa_share, cfg.seed, cfg.max_length,
+                           reader_cfg.task)
+    val = build_examples(tokenizer, vbins, vcounts, n_soft, cfg.reader_qa_share, cfg.seed + 1, cfg.max_length,
+                         reader_cfg.task) \
         if len(vbins) and cfg.eval_steps else None
     steps_per_epoch = math.ceil(len(train) / (setup.batch * setup.accum))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)

@@ -24,6 +24,7 @@ import torch
 from interp import storage
 from interp.interpreters.models import fetch_model, load_model, load_tokenizer, resolve_device
 from interp.interpreters.presets import get_preset
+from interp.interpreters.reader import SUMMARIES as READER_SUMMARIES
 from interp.jsonl import read_manifest
 from interp.names import safe_name
 
@@ -96,6 +97,8 @@ class FinetuneConfig:
     """Reader only: weight of the connector's count loss beside the LM loss in the joint stage."""
     reader_qa_share: float = 0.5
     """Reader only: share of training images that also get a grounded question (interp.interpreters.questions)."""
+    reader_summary: str = "shapes"
+    """Reader only: the soft tokens after the patches (`ReaderConfig.summary`): "shapes" or "shapes+groups"."""
     lr_scheduler: str | None = None
     """Learning-rate schedule after warm-up, 'linear' or 'cosine' (default: linear for text, cosine for the reader)."""
     sync_to: str | None = None
@@ -122,6 +125,8 @@ class FinetuneConfig:
             raise ValueError(f"lr_scheduler must be linear or cosine, got {self.lr_scheduler!r}")
         if self.reader_warmup_epochs < 0 or self.reader_aux_weight < 0 or not 0 <= self.reader_qa_share <= 1:
             raise ValueError("reader_warmup_epochs and reader_aux_weight must be ≥ 0, reader_qa_share in [0, 1]")
+        if self.reader_summary not in READER_SUMMARIES:
+            raise ValueError(f"reader_summary must be one of {', '.join(READER_SUMMARIES)}, got {self.reader_summary!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.max_length < 16 or self.lora_r < 1 or self.epochs <= 0:

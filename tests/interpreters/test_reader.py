@@ -23,7 +23,8 @@ from interp.interpreters.reader import (
 )
 from interp.interpreters.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
 from interp.interpreters.training import FinetuneConfig
-from interp.language import SHAPES, format_description
+from interp.interpreters.questions import make_question
+from interp.language import SHAPES, counts_from_vector, format_description
 from tests.conftest import tiny_model, tiny_setup, tiny_tokenizer
 
 
@@ -42,12 +43,14 @@ def test_one_hot_bins_is_filter_major() -> None:
         one_hot_bins(torch.zeros(1, 8, 7, 7))
 
 
-@pytest.mark.parametrize(("summary", "extra"), [("shapes", len(SHAPES)), ("pooled", 1), ("none", 0)])
-def test_connector_gives_one_token_per_patch_and_the_summary(summary: str, extra: int) -> None:
+@pytest.mark.parametrize(("summary", "extra", "heads"), [("shapes+groups", len(SHAPES) + 3, len(SHAPES) + 3),
+                                                          ("shapes", len(SHAPES), len(SHAPES)), ("pooled", 1, len(SHAPES)),
+                                                          ("none", 0, len(SHAPES))])
+def test_connector_gives_one_token_per_patch_and_the_summary(summary: str, extra: int, heads: int) -> None:
     cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary=summary)
     tokens, logits = Connector(cfg)(torch.as_tensor(_bins(3)))
     assert tokens.shape == (3, 49 + extra, 24) and cfg.n_tokens == 49 + extra
-    assert logits.shape == (3, len(SHAPES), 5)
+    assert logits.shape == (3, heads, 5)
     assert ReaderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         ReaderConfig(max_count=0)
@@ -66,6 +69,22 @@ def test_shape_tokens_differ_per_type_and_follow_the_count_head() -> None:
         connector.count_out.bias[: 5] += torch.tensor([0.0, 0, 0, 0, 50])  # force "4 diagonals"
     moved, _ = connector(bins)
     assert not torch.allclose(moved[:, 49], tokens[:, 49]) and torch.allclose(moved[:, 50:], tokens[:, 50:])
+
+
+def test_group_heads_learn_the_sums_the_questions_ask_for() -> None:
+    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary="shapes+groups")
+    counts = np.zeros((2, len(SHAPES)), np.int64)
+    for row, pairs in enumerate(({"ellipse": 1, "corner": 2, "vertical": 1}, {"diagonal": 2, "horizontal": 1})):
+        for name, n in pairs.items():
+            counts[row, SHAPES.index(name)] = n
+    targets = cfg.targets(torch.as_tensor(counts))
+    # curves, straight lines, all shapes: the answers of make_question, for both images
+    qs = [[make_question(k, counts_from_vector(c)).truth for k in ("curves", "lines", "total")] for c in counts]
+    assert targets[:, len(SHAPES):].tolist() == qs == [[3, 1, 4], [0, 3, 3]]
+    assert torch.equal(ReaderConfig(summary="shapes").targets(torch.as_tensor(counts)), torch.as_tensor(counts))
+    assert cfg.task != READER_TASK and "11" in cfg.task  # the prefix names what the soft tokens hold
+    with pytest.raises(ValueError, match="reader_summary"):
+        FinetuneConfig(dataset="d", out="o", reader_summary="groups")
 
 
 def test_readers_saved_with_the_single_summary_flag_still_load() -> None:
@@ -237,3 +256,45 @@ def test_reader_stream_equals_its_greedy_answer_and_can_be_stopped(tmp_path: Pat
     stop = threading.Event()
     stop.set()
     assert "".join(reader.stream(prompt, max_new_tokens=8, stop_event=stop)) == ""
+
+
+def _spy_generate(reader: ReaderInterpreter, monkeypatch) -> list[int]:
+    """Record how many rows each `_generate_ids` call (token-by-token decoding) gets."""
+    calls: list[int] = []
+    real = reader._generate_ids
+
+    def spy(bins, suffix_ids, *args, **kw):
+        calls.append(len(suffix_ids))
+        return real(bins, suffix_ids, *args, **kw)
+
+    monkeypatch.setattr(reader, "_generate_ids", spy)
+    return calls
+
+
+def test_drafts_never_change_what_the_reader_says(tmp_path: Path, monkeypatch) -> None:
+    """Speculative decoding keeps the LLM's greedy text whatever the draft: right, wrong at once, wrong late."""
+    reader = _tiny_reader(tmp_path)
+    encodings = [get_encoder("paper").encode(b) for b in _bins(4)]
+    bins = reader._bins(encodings)
+    suffixes = ["\n### Output:"] * 4
+    plain = reader._generate(bins, suffixes, 8)  # no drafts: one pass per token
+    assert all(plain)
+    late = [p[:-1] + ("x" if p[-1] != "x" else "y") for p in plain]
+    for drafts in (plain, ["Image with 9 shapes"] * 4, late, [None] * 4,
+                   reader.drafts(bins, [None] * 4)):  # the count head's descriptions
+        assert reader._generate(bins, suffixes, 8, drafts=drafts) == plain, drafts
+    calls = _spy_generate(reader, monkeypatch)
+    assert reader._generate(bins, suffixes, 8, drafts=plain) == plain
+    assert calls == []  # right drafts: one forward pass, no decoding loop
+    assert reader._generate(bins, suffixes, 8, drafts=["Image with 9 shapes", *plain[1:]]) == plain
+    assert calls == [1]  # only the row whose draft was wrong is decoded on
+
+
+def test_drafts_come_from_the_count_head_and_the_question(tmp_path: Path) -> None:
+    reader = _tiny_reader(tmp_path)
+    bins = reader._bins([get_encoder("paper").encode(b) for b in _bins(3)])
+    counts = [counts_from_vector(v) for v in reader.model.connector.features(bins)[2].argmax(-1).numpy()]
+    drafts = reader.drafts(bins, [None, "How many curves are in the image?", "Tell me a story"])
+    assert drafts[0] == format_description(counts[0])
+    assert drafts[1] == make_question("curves", counts[1]).answer
+    assert drafts[2] is None  # no grounded question, no draft: decoded token by token
