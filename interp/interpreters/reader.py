@@ -287,12 +287,14 @@ class ReaderInterpreter:
         return torch.as_tensor(bins_from_encodings(list(encodings), self.encoder), dtype=torch.long)
 
     def _embed_rows(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """One unpadded embedding row per image: prefix + soft tokens + its suffix ids."""
+        """One unpadded embedding row per image: prefix + soft tokens + its suffix ids (one connector call)."""
         m = self.model
         device = m.connector.positions.device
-        rows = [torch.tensor(m.prefix_ids + [0] * m.n_tokens + list(ids), device=device) for ids in suffix_ids]
-        # Embed unpadded rows: the soft tokens sit at a fixed offset.
-        return [m.embed(row[None], bins[r : r + 1])[0][0] for r, row in enumerate(rows)]
+        embed = m.llm.get_input_embeddings()
+        soft, _ = m.connector(bins.to(device))
+        prefix = embed(torch.tensor(m.prefix_ids, device=device))
+        return [torch.cat([prefix, soft[r].to(prefix.dtype), embed(torch.tensor(list(ids), device=device, dtype=torch.long))])
+                for r, ids in enumerate(suffix_ids)]
 
     def _pad_embedding(self) -> torch.Tensor:
         tok, m = self.tokenizer, self.model
@@ -327,14 +329,21 @@ class ReaderInterpreter:
         if drafts is None or temperature > 0 or streamer is not None:
             return [self._finish(t) for t in self._generate_ids(bins, suffix_ids, max_new_tokens, temperature,
                                                                 stop_event, streamer)]
-        accepted, done = self._verify(bins, suffix_ids, drafts, max_new_tokens)
-        todo = [r for r in range(len(suffixes)) if not done[r]]
+        draft_ids = [self._ids([f" {d}\n"])[0] if d else [] for d in drafts]
+        return [self._finish(ids) for ids in self._decode_with_drafts(bins, suffix_ids, draft_ids, max_new_tokens)]
+
+    def _decode_with_drafts(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]],
+                            draft_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
+        """The greedy new token ids per row: the draft checked in one pass (`_verify`), then token by
+        token only for the rows where the draft went wrong before a stop string."""
+        accepted, done = self._verify(bins, suffix_ids, draft_ids, max_new_tokens)
+        todo = [r for r in range(len(suffix_ids)) if not done[r]]
         if todo:
-            more = self._generate_ids(bins[todo], [suffix_ids[r] + accepted[r] for r in todo],
-                                      max_new_tokens - min(len(accepted[r]) for r in todo), 0.0, stop_event, None)
+            more = self._generate_ids(bins[todo], [list(suffix_ids[r]) + accepted[r] for r in todo],
+                                      max_new_tokens - min(len(accepted[r]) for r in todo), 0.0, None, None)
             for r, new in zip(todo, more, strict=True):
                 accepted[r] = accepted[r] + new
-        return [self._finish(a[:max_new_tokens]) for a in accepted]
+        return [a[:max_new_tokens] for a in accepted]
 
     def _generate_ids(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], max_new_tokens: int,
                       temperature: float, stop_event: threading.Event | None, streamer: Any) -> list[list[int]]:
@@ -352,13 +361,13 @@ class ReaderInterpreter:
                                           **sampling)
         return [row.tolist() for row in out]
 
-    def _verify(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], drafts: Sequence[str | None],
+    def _verify(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], draft_ids: Sequence[Sequence[int]],
                 max_new_tokens: int) -> tuple[list[list[int]], list[bool]]:
         """Speculative decoding with a draft per row (Leviathan et al. 2023, greedy case): one causal
         forward over prompt + draft gives the LLM's greedy token at every draft position; the draft is
         kept up to its first token the LLM would not have chosen, plus the LLM's own token there.
         Returns (the LLM's greedy tokens so far, whether each row has reached a stop string)."""
-        draft_ids = [self._ids([f" {d}\n"])[0][:max_new_tokens] if d else [] for d in drafts]
+        draft_ids = [list(d)[:max_new_tokens] for d in draft_ids]
         embeds, mask = self._inputs(bins, [list(s) + d for s, d in zip(suffix_ids, draft_ids, strict=True)])
         # Left-padded as generate pads, with the same positions; logits only where a draft token is chosen.
         keep = max(len(d) for d in draft_ids) + 1

@@ -20,6 +20,7 @@ from interp.interpreters.models import load_model, load_tokenizer, resolve_devic
 from interp.interpreters.probe import PROBE_WEIGHTS, ProbeInterpreter
 from interp.interpreters.reader import READER_FILE, ReaderInterpreter, load_reader
 from interp.interpreters.text import HFInterpreter
+from interp.interpreters.training import cpu_has_bf16
 
 
 class Interpreter(Protocol):
@@ -78,6 +79,9 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
     tset = ThresholdSet.from_dict(info["threshold_set"]) if info["threshold_set"] else None
     tokenizer = load_tokenizer(info["preset"], models_dir)
     if info["kind"] == "reader":
+        # bf16 autocast where the reader was trained under it and this CPU computes it natively: the same
+        # text as fp32 on the held-out images, 1.4× faster (README "The shipped reader").
+        bf16 = device == "cpu" and bool(info["run_config"].get("bf16")) and cpu_has_bf16()
         return ReaderInterpreter(load_reader(adapter, model, tokenizer), tokenizer, name=str(spec),
-                                 encoder=info["encoder"], thresholds=tset, info=info)
+                                 encoder=info["encoder"], thresholds=tset, info=info, bf16=bf16)
     return HFInterpreter(model, tokenizer, name=str(spec), encoder=info["encoder"], thresholds=tset, info=info)

@@ -283,11 +283,14 @@ def test_drafts_never_change_what_the_reader_says(tmp_path: Path, monkeypatch) -
     for drafts in (plain, ["Image with 9 shapes"] * 4, late, [None] * 4,
                    reader.drafts(bins, [None] * 4)):  # the count head's descriptions
         assert reader._generate(bins, suffixes, 8, drafts=drafts) == plain, drafts
+    # At the token level: the greedy ids as drafts take one forward pass and no decoding loop.
+    suffix_ids = reader._ids(suffixes)
+    greedy = reader._generate_ids(bins, suffix_ids, 8, 0.0, None, None)
     calls = _spy_generate(reader, monkeypatch)
-    assert reader._generate(bins, suffixes, 8, drafts=plain) == plain
-    assert calls == []  # right drafts: one forward pass, no decoding loop
-    assert reader._generate(bins, suffixes, 8, drafts=["Image with 9 shapes", *plain[1:]]) == plain
-    assert calls == [1]  # only the row whose draft was wrong is decoded on
+    assert reader._decode_with_drafts(bins, suffix_ids, greedy, 8) == greedy and calls == []
+    wrong_late = [g[:5] + [(g[5] + 1) % len(reader.tokenizer)] + g[6:] for g in greedy]
+    assert reader._decode_with_drafts(bins, suffix_ids, [wrong_late[0], *greedy[1:]], 8) == greedy
+    assert calls == [1]  # only the row whose draft went wrong is decoded on, from its 6th token
 
 
 def test_drafts_come_from_the_count_head_and_the_question(tmp_path: Path) -> None:
