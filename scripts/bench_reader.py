@@ -28,10 +28,10 @@ from interp.store.db import Store
 DEFAULT_SPECS = ("assets/interpreters/reader-smollm2", "assets/interpreters/smollm2-compact")
 
 
-def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int) -> dict:
+def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int, fp32: bool = False) -> dict:
     store = Store(paths.db_path)
     t0 = time.perf_counter()
-    interpreter = load_interpreter(spec, paths.models_dir)
+    interpreter = load_interpreter(spec, paths.models_dir, bf16=False if fp32 else None)
     load_s = time.perf_counter() - t0
     run_id = slug(spec)
     row = {"spec": spec, "run_id": run_id, "kind": getattr(interpreter, "kind", "text"), "load_s": load_s}
@@ -63,12 +63,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500, help="D_syn_eval images (the issue's target: 500)")
     parser.add_argument("--questions", type=int, default=500, help="images that also get one count question (0: none)")
     parser.add_argument("--batch-size", type=int, default=50, help="encodings per describe call")
+    parser.add_argument("--fp32", action="store_true", help="readers in fp32 even where bf16 autocast is the default")
     args = parser.parse_args()
     paths = Paths.from_env()
     print("| interpreter | set | n | exact | precision | recall | F1 | IoU | count-QA | s/description | s/answer |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for spec in args.specs:
-        r = bench(spec, paths, args.n, args.questions, args.batch_size)
+        r = bench(spec, paths, args.n, args.questions, args.batch_size, args.fp32)
         for name in ("syn_eval", "mnist_eval"):
             m = r.get(name)
             if m is None:

@@ -48,7 +48,7 @@ def read_interpreter_info(adapter_dir: Path) -> dict:
             "threshold_set": manifest.get("threshold_set"), "kind": kind, "run_config": cfg}
 
 
-def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
+def load_interpreter(spec: str, models_dir: Path, device: str = "auto", bf16: bool | None = None) -> Any:
     """``spec``: an adapter folder (a run's ``adapter/`` or a shipped one), a run folder, a probe folder, or
     ``base:PRESET``.
 
@@ -57,6 +57,10 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
 
     ``base:PRESET`` is the pre-trained model without adapter (the paper's before-fine-tuning column);
     it reads the paper encoding unless a later caller sets ``encoder``.
+
+    ``bf16`` (readers): bf16 autocast; None: on where the reader was trained under it and this CPU has
+    native bf16 (1.8× faster descriptions; the shipped reader: 0.906 / 0.963 exact / F1 against 0.912 /
+    0.966 in fp32, README "Results").
     """
 
     device = resolve_device(device)
@@ -79,9 +83,8 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto") -> Any:
     tset = ThresholdSet.from_dict(info["threshold_set"]) if info["threshold_set"] else None
     tokenizer = load_tokenizer(info["preset"], models_dir)
     if info["kind"] == "reader":
-        # bf16 autocast where the reader was trained under it and this CPU computes it natively: the same
-        # text as fp32 on the held-out images, 1.4× faster (README "The shipped reader").
-        bf16 = device == "cpu" and bool(info["run_config"].get("bf16")) and cpu_has_bf16()
+        if bf16 is None:
+            bf16 = device == "cpu" and bool(info["run_config"].get("bf16")) and cpu_has_bf16()
         return ReaderInterpreter(load_reader(adapter, model, tokenizer), tokenizer, name=str(spec),
                                  encoder=info["encoder"], thresholds=tset, info=info, bf16=bf16)
     return HFInterpreter(model, tokenizer, name=str(spec), encoder=info["encoder"], thresholds=tset, info=info)

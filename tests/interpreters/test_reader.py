@@ -12,6 +12,7 @@ import torch
 from interp.encoding.encoders import get_encoder
 from interp.interpreters.finetune import finetune
 from interp.interpreters.prompt import build_prompt, build_question
+from interp.interpreters.questions import make_question
 from interp.interpreters.reader import (
     READER_TASK,
     Connector,
@@ -23,7 +24,6 @@ from interp.interpreters.reader import (
 )
 from interp.interpreters.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
 from interp.interpreters.training import FinetuneConfig
-from interp.interpreters.questions import make_question
 from interp.language import SHAPES, counts_from_vector, format_description
 from tests.conftest import tiny_model, tiny_setup, tiny_tokenizer
 
