@@ -83,14 +83,20 @@ def shapes_text(batch: str = "") -> str:
     return " or ".join(layer.describe(batch) for layer in LAYERS.values())
 
 
-def layer_of_shape(shape: Sequence[int], what: str = "activations", batch: str = "b") -> Layer:
-    """The layer whose maps end ``shape``: [b, C, S, S] or [C, S, S]; ValueError listing what fits otherwise."""
+def layer_of_shape(shape: Sequence[int], what: str = "activations", batch: str = "b",
+                   ndims: tuple[int, ...] = (3, 4)) -> Layer:
+    """The layer whose maps end ``shape``: [b, C, S, S] or [C, S, S] (``ndims`` says which of the two may
+    come); ValueError listing the shapes that fit otherwise, e.g. ``activations must be [b, 8, 14, 14]
+    (conv1) or [b, 16, 7, 7] (conv2) or one sample of them, got [8, 14]``."""
     dims = tuple(int(d) for d in shape)
-    if len(dims) in (3, 4):
+    if len(dims) in ndims:
         for layer in LAYERS.values():
             if dims[-3:] == layer.shape:
                 return layer
-    raise ValueError(f"{what} must be {shapes_text(batch)} or one sample of them, got {list(dims)}")
+    fits = shapes_text(batch if 4 in ndims else "")
+    if 3 in ndims and 4 in ndims:
+        fits += " or one sample of them"
+    raise ValueError(f"{what} must be {fits}, got {list(dims)}")
 
 
 def layer_of_channels(channels: int) -> Layer | None:
