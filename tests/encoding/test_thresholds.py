@@ -359,3 +359,15 @@ def test_bin_occupancy_of_conv2_bins():
     np.testing.assert_allclose(occ[15], [47 / 49, 1 / 49, 0, 0, 1 / 49])
     np.testing.assert_allclose(occ[:15, 0], 1.0)
 
+
+
+def test_blank_image_of_the_target_is_all_no_signal_on_conv2(target_model, mnist):
+    from interp.encoding.encoders import bin_activations
+    from interp.target.activations import blank_response, capture
+
+    ref = capture(target_model, mnist.train.images[:200], "conv2")
+    blank = blank_response(target_model, "conv2")
+    ts = calibrate_thresholds(ref, blank)
+    assert ts.layer == "conv2" and (ts.as_array()[:, 0] >= blank).all()
+    blank_bins = bin_activations(capture(target_model, np.zeros((1, 28, 28), np.uint8), "conv2"), ts)
+    assert blank_bins.shape == (1, 16, 7, 7) and (blank_bins == 0).all()

@@ -331,6 +331,17 @@ def test_the_store_checks_a_set_against_its_layer(store: Store, reader: Store) -
         resolve_threshold_set(None, store.path, layer="conv2")
 
 
+def test_a_stored_conv1_set_is_refused_for_conv2_activations(store: Store) -> None:
+    from interp.encoding.encoders import bin_activations
+
+    store.save_threshold_set("default", THRESHOLDS, make_default=True)
+    tset = resolve_threshold_set(None, store.path)
+    assert bin_activations(np.zeros((8, 14, 14)), tset).shape == (8, 14, 14)
+    with pytest.raises(ValueError, match=r"threshold set 'default' was made for conv1 \(8 filters\), "
+                                         r"but these activations are conv2's \[16, 7, 7\]"):
+        bin_activations(np.zeros((16, 7, 7)), tset)
+
+
 def test_a_version_2_store_migrates_its_sets_to_conv1(tmp_path: Path) -> None:
     """A store written before layers existed: its sets become conv1 sets, its default stays the default."""
     path = tmp_path / "old.duckdb"
