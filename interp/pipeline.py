@@ -25,6 +25,7 @@ from interp.encoding.thresholds import ThresholdSet
 from interp.language import parse_description
 from interp.target.activations import capture_conv1, hooked, single_thread
 from interp.target.cnn import TargetCNN, to_input
+from interp.target.layers import DEFAULT_LAYER, Layer, get_layer
 
 
 @dataclass(frozen=True)
@@ -36,19 +37,21 @@ class Analysis:
     prediction: int
     """argmax of ``probabilities``."""
     activations: np.ndarray
-    """float32 [8, 14, 14]: conv1 after ReLU and 2×2 max-pool."""
+    """float32 [C, S, S] of ``layer`` after ReLU and 2×2 max-pool: [8, 14, 14] for conv1, [16, 7, 7] for conv2."""
     bins: np.ndarray
-    """int8 [8, 14, 14]: levels 0..4 (z, l, m, h, v) under the thresholds used."""
+    """int8 [C, S, S]: levels 0..4 (z, l, m, h, v) under the thresholds used."""
     encoding: str
     """c(a): the text the encoder writes for ``bins``."""
     encoder: str
     """Name of the registered encoder that wrote ``encoding``."""
     n_chars: int
     """len(encoding)."""
+    layer: str = DEFAULT_LAYER
+    """The registered layer (`interp.target.layers`) whose maps these are."""
 
     @property
     def letters(self) -> np.ndarray:
-        """str [8, 14, 14]: each cell's level letter (z/l/m/h/v), for grids and hover text."""
+        """str [C, S, S]: each cell's level letter (z/l/m/h/v), for grids and hover text."""
         return np.array(list(LETTERS))[self.bins]
 
 
@@ -56,19 +59,21 @@ class Analysis:
 
 @torch.no_grad()
 def analyze_image(
-    model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet | np.ndarray, encoder: str = DEFAULT_ENCODER
+    model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet | np.ndarray, encoder: str = DEFAULT_ENCODER,
+    layer: str | Layer = DEFAULT_LAYER,
 ) -> Analysis:
-    """uint8 image [28, 28] → its `Analysis` (one forward pass; the conv1 hook is removed after).
+    """uint8 image [28, 28] → its `Analysis` of ``layer``'s maps (one forward pass; the hook is removed after).
 
-    Raises ValueError for an image that is not 28×28, thresholds that are not a valid [8, 4]
-    table, or an unknown encoder.
+    Raises ValueError for an image that is not 28×28, thresholds that are not a valid [C, 4]
+    table of that layer (a conv1 set for conv2: both named), an unknown encoder or layer.
     """
     image = np.asarray(image)
     if image.shape != (28, 28):
         raise ValueError(f"expected a 28×28 image, got shape {list(image.shape)}")
     enc = get_encoder(encoder)  # fail before the forward pass on a bad name
+    spec = get_layer(layer)
     model.eval()
-    with single_thread(), hooked(model.conv1) as outputs:
+    with single_thread(), hooked(getattr(model, spec.module)) as outputs:
         logits = model(to_input(image.astype(np.uint8, copy=False)))
     probs = F.softmax(logits, dim=1)[0].numpy().astype(np.float64)
     acts = outputs[0][0].numpy().astype(np.float32, copy=False)
@@ -82,13 +87,14 @@ def analyze_image(
         encoding=text,
         encoder=encoder,
         n_chars=len(text),
+        layer=spec.name,
     )
 
 
 def encode_image(model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet | np.ndarray,
-                 encoder: str = DEFAULT_ENCODER) -> str:
-    """c(a) of one uint8 [28, 28] image (`analyze_image`'s encoding)."""
-    return analyze_image(model, image, thresholds, encoder).encoding
+                 encoder: str = DEFAULT_ENCODER, layer: str | Layer = DEFAULT_LAYER) -> str:
+    """c(a) of one uint8 [28, 28] image's ``layer`` maps (`analyze_image`'s encoding)."""
+    return analyze_image(model, image, thresholds, encoder, layer).encoding
 
 
 def encode_images(model: TargetCNN, images: np.ndarray, thresholds: ThresholdSet | np.ndarray,

@@ -1,7 +1,8 @@
 """App-side state and caches: the only place that holds models and reference data across reruns.
 
 Shared across pages through ``st.session_state``: the current image (uint8 [28, 28]) with a
-label saying where it came from, and the name of the active threshold set.
+label saying where it came from, and the name of the active threshold set of each layer
+(`thresholds_key`: conv1's under THRESHOLDS_KEY, the one every interpreter page uses).
 
 While another process holds the DuckDB file, store calls raise `StoreLockedError`: a page runs its
 store work inside `store_guard()` (a message and a Retry button instead of a traceback), and a callback
@@ -19,10 +20,16 @@ import streamlit as st
 
 from interp.data.images import ImageError, image_from_token, image_to_token
 from interp.settings import Paths
+from interp.target.layers import DEFAULT_LAYER
 
 IMAGE_KEY = "current_image"
 IMAGE_LABEL_KEY = "current_image_label"
 THRESHOLDS_KEY = "active_threshold_set"
+
+
+def thresholds_key(layer: str = DEFAULT_LAYER) -> str:
+    """Session key of ``layer``'s active threshold set: THRESHOLDS_KEY for conv1 (what the interpreters read)."""
+    return THRESHOLDS_KEY if layer == DEFAULT_LAYER else f"{THRESHOLDS_KEY}_{layer}"
 
 
 @st.cache_resource
@@ -151,47 +158,58 @@ def set_current_image(image: np.ndarray, label: str) -> None:
     st.query_params[URL_LABEL] = label
 
 
-def active_threshold_set():
-    """The ThresholdSet chosen on the Binning page, else the store's default."""
-    from interp.encoding.thresholds import ThresholdSet
+def active_threshold_set(layer: str = DEFAULT_LAYER):
+    """``layer``'s ThresholdSet chosen on the Binning page, else the store's default for that layer (else its first
+    stored set); for a layer other than conv1 with no stored set, the calibrated heuristic on the reference set
+    (`calibrated_thresholds`)."""
+    from interp.store.thresholds import to_threshold_set
 
-    record = store().get_threshold_set(st.session_state.get(THRESHOLDS_KEY))
-    if record is None:
-        record = store().get_threshold_set()
+    name = st.session_state.get(thresholds_key(layer))
+    record = store().get_threshold_set(name) if name else None
+    if record is None or record.layer != layer:
+        record = store().get_threshold_set(layer=layer)
+    if record is None:  # no default: the first stored set of the layer, as the Binning page shows it
+        names = store().list_threshold_sets(layer=layer)["name"]
+        record = store().get_threshold_set(names.iloc[0]) if len(names) else None
+    if record is None and layer != DEFAULT_LAYER:
+        return calibrated_thresholds(layer)
     if record is None:
         st.error("No threshold set in the store: run `python -m interp setup`.")
         st.stop()
-    return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+    return to_threshold_set(record)
 
 
 # --- Binning and Filters pages: reference statistics and filter pictures ---------------------------
 
-@st.cache_resource(show_spinner="Computing conv1 activations of the reference set…")
-def reference_activations(n_synthetic: int = 1000, n_mnist: int = 1000) -> np.ndarray:
-    """Read-only float32 [n, 8, 14, 14]: generated shapes + a seeded MNIST-train sample (`interp.encoding.reference`)."""
+@st.cache_resource(show_spinner="Computing the reference set's activations…")
+def reference_activations(n_synthetic: int = 1000, n_mnist: int = 1000, layer: str = DEFAULT_LAYER) -> np.ndarray:
+    """Read-only float32 [n, C, S, S] of ``layer`` ([n, 8, 14, 14] for conv1): generated shapes + a seeded
+    MNIST-train sample (`interp.encoding.reference`)."""
     from interp.encoding.reference import reference_images
-    from interp.target.activations import capture_conv1
+    from interp.target.activations import capture
 
-    acts = capture_conv1(target_model(), reference_images(mnist().train.images, n_synthetic, n_mnist))
+    acts = capture(target_model(), reference_images(mnist().train.images, n_synthetic, n_mnist), layer)
     acts.setflags(write=False)  # shared by every session: nobody may edit it in place
     return acts
 
 
 @st.cache_resource
-def reference_histograms(bins: int = 60):
-    """Per-filter histograms of `reference_activations()`: 8 × (counts, edges)."""
+def reference_histograms(bins: int = 60, layer: str = DEFAULT_LAYER):
+    """Per-filter histograms of `reference_activations()` of ``layer``: C × (counts, edges)."""
     from interp.encoding.tuning import filter_histograms
 
-    return filter_histograms(reference_activations(), bins)
+    return filter_histograms(reference_activations(layer=layer), bins)
 
 
 @st.cache_resource(show_spinner="Calibrating thresholds on the reference set…")
-def calibrated_thresholds():
-    """The project's heuristic ThresholdSet (`calibrate_thresholds`) on `reference_activations()`."""
+def calibrated_thresholds(layer: str = DEFAULT_LAYER):
+    """The project's heuristic ThresholdSet (`calibrate_thresholds`) on `reference_activations()` of ``layer``;
+    named "calibrated", or "calibrated-conv2" for another layer."""
     from interp.encoding.tuning import calibrated
     from interp.target.activations import blank_response
 
-    return calibrated(reference_activations(), blank_response(target_model()))
+    name = "calibrated" if layer == DEFAULT_LAYER else f"calibrated-{layer}"
+    return calibrated(reference_activations(layer=layer), blank_response(target_model(), layer), name=name)
 
 
 @st.cache_resource(show_spinner="Optimising one input per filter…")

@@ -41,10 +41,13 @@ def probability_bar(probabilities: np.ndarray, height: int = 230) -> go.Figure:
 
 
 def filter_grid(titles: list[str], height: int) -> go.Figure:
-    """An empty 2×4 grid for the 8 filters: square cells, row 0 at the top as in the image, no ticks."""
-    fig = make_subplots(rows=2, cols=4, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.07)
+    """An empty grid of 4 columns, one cell per title (2×4 for conv1's 8 filters, 4×4 for conv2's 16):
+    square cells, row 0 at the top as in the image, no ticks."""
+    rows = -(-len(titles) // 4)
+    fig = make_subplots(rows=rows, cols=4, subplot_titles=titles, horizontal_spacing=0.02,
+                        vertical_spacing=0.14 / rows)
     fig.update_layout(height=height, margin=dict(l=4, r=4, t=28, b=4), plot_bgcolor="white")
-    for i in range(8):
+    for i in range(len(titles)):
         row, col = divmod(i, 4)
         axis = "" if i == 0 else str(i + 1)
         # Square cells, row 0 at the top, as in the image.
@@ -58,7 +61,8 @@ def filter_grid(titles: list[str], height: int) -> go.Figure:
 
 def activation_grid(activations: np.ndarray, bins: np.ndarray, shared_scale: bool = False,
                     height: int = 560) -> go.Figure:
-    """conv1 maps float [8, 14, 14] as a 2×4 grid of heatmaps; hover: filter, row, column, value, bin.
+    """Maps float [C, S, S] as a grid of heatmaps, 4 a row (conv1's [8, 14, 14]: 2×4; conv2's [16, 7, 7]:
+    4×4, ``height`` per two rows); hover: filter, row, column, value, bin.
 
     ``shared_scale``: one colour scale (0 .. the largest activation) for all filters, so their
     strengths compare; otherwise each map runs from 0 to its own maximum.
@@ -66,8 +70,9 @@ def activation_grid(activations: np.ndarray, bins: np.ndarray, shared_scale: boo
     acts = np.asarray(activations, dtype=float)
     letters = np.array(list(LETTERS))[np.asarray(bins)]
     top = max(float(acts.max()), 1e-6)
-    fig = filter_grid([f"filter {f}  (max {acts[f].max():.2f})" for f in range(8)], height)
-    for f in range(8):
+    n = len(acts)
+    fig = filter_grid([f"filter {f}  (max {acts[f].max():.2f})" for f in range(n)], _grid_height(height, n))
+    for f in range(n):
         row, col = divmod(f, 4)
         fig.add_trace(go.Heatmap(
             z=acts[f], customdata=letters[f], zmin=0, zmax=top if shared_scale else max(float(acts[f].max()), 1e-6),
@@ -89,12 +94,14 @@ def _level_colorscale() -> list[list]:
 
 
 def letter_grid(bins: np.ndarray, activations: np.ndarray | None = None, height: int = 600) -> go.Figure:
-    """The encoding as eight 14×14 letter grids (z/l/m/h/v), each cell coloured by its bin."""
+    """The encoding as one letter grid (z/l/m/h/v) per filter, each cell coloured by its bin: eight 14×14
+    grids for conv1, sixteen 7×7 for conv2 (``height`` per two rows of four)."""
     b = np.asarray(bins)
     letters = np.array(list(LETTERS))[b]
     acts = np.zeros(b.shape) if activations is None else np.asarray(activations, dtype=float)
-    fig = filter_grid([f"f{f}" for f in range(8)], height)
-    for f in range(8):
+    n = len(b)
+    fig = filter_grid([f"f{f}" for f in range(n)], _grid_height(height, n))
+    for f in range(n):
         row, col = divmod(f, 4)
         fig.add_trace(go.Heatmap(
             z=b[f], text=letters[f], customdata=acts[f], texttemplate="%{text}", textfont=dict(size=10),
@@ -104,6 +111,11 @@ def letter_grid(bins: np.ndarray, activations: np.ndarray | None = None, height:
             name=f"f{f}",
         ), row=row + 1, col=col + 1)
     return fig
+
+
+def _grid_height(height: int, n: int) -> int:
+    """``height`` is for conv1's two rows of four maps; more maps get taller in proportion."""
+    return height * max(1, -(-n // 4)) // 2
 
 
 def level_legend() -> str:

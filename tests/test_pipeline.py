@@ -93,6 +93,39 @@ def test_hook_is_removed_and_errors_are_clear(target_model, default_thresholds):
     assert not target_model.conv1._forward_hooks
 
 
+def test_conv2_hand_set_model_gives_exact_levels():
+    """conv1 off, conv2 biases only: every conv2 map is relu(bias), binned with a [16, 4] table."""
+    model = constant_model([0.0] * 8, [0.0] * 10)
+    bias = [0.0, 0.375, 0.75, 1.5, 2.5, -1.0, 0.25, 0.5] * 2
+    with torch.no_grad():
+        model.conv2[0].bias.copy_(torch.tensor(bias))
+    thresholds = ThresholdSet("c2", np.tile([0.25, 0.5, 1.0, 2.0], (16, 1)), layer="conv2")
+    result = analyze_image(model, np.zeros((28, 28), np.uint8), thresholds, "rle", layer="conv2")
+    want_levels = [0, 1, 2, 3, 4, 0, 0, 1] * 2
+    assert result.layer == "conv2" and result.activations.shape == result.bins.shape == (16, 7, 7)
+    np.testing.assert_allclose(result.activations, np.maximum(bias, 0)[:, None, None] * np.ones((16, 7, 7)))
+    assert (result.bins == np.array(want_levels)[:, None, None]).all()
+    assert result.encoding == "".join("fz49" if k == 0 else "f" + LETTERS[k] * 49 for k in want_levels)
+    assert encode_image(model, np.zeros((28, 28), np.uint8), thresholds, "paper", "conv2") == "".join(
+        "f" + LETTERS[k] * 49 for k in want_levels)
+
+
+def test_conv2_analysis_matches_capture_and_refuses_a_conv1_set(target_model, default_thresholds, mnist):
+    from interp.target.activations import capture
+
+    image = mnist.test.images[3]
+    table = np.tile([0.0, 0.5, 1.0, 2.0], (16, 1))
+    result = analyze_image(target_model, image, table, "compact", layer="conv2")
+    np.testing.assert_allclose(result.activations, capture(target_model, image, "conv2")[0], rtol=1e-5, atol=1e-6)
+    assert result.encoding == encode_activations(result.activations, table, "compact")[0]
+    assert not target_model.conv2._forward_hooks
+    with pytest.raises(ValueError, match=r"threshold set 'default' was made for conv1 \(8 filters\), but these "
+                                         r"activations are conv2's \[16, 7, 7\]: use a conv2 threshold set"):
+        analyze_image(target_model, image, default_thresholds, layer="conv2")
+    with pytest.raises(ValueError, match="unknown layer 'fc'"):
+        analyze_image(target_model, image, default_thresholds, layer="fc")
+
+
 def test_a_drawn_stroke_becomes_a_non_blank_encoding(target_model, default_thresholds):
     canvas = np.zeros((280, 280, 4), np.uint8)
     canvas[..., 3] = 255  # the app's canvas has an opaque black background

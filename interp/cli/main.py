@@ -38,6 +38,7 @@ from interp.settings import Paths
 from interp.store.db import Store
 from interp.store.thresholds import resolve_threshold_set
 from interp.target.cnn import TargetConfig, evaluate_target, load_target, save_target, train_target
+from interp.target.layers import DEFAULT_LAYER, layer_of_shape, list_layers
 
 
 def _print_json(obj: object) -> None:
@@ -107,24 +108,26 @@ def cmd_encode(args: argparse.Namespace, paths: Paths) -> int:
     thresholds = resolve_threshold_set(args.thresholds, paths.db_path)
     if args.image:
         _, image = prepare_upload(Path(args.image).read_bytes())
-        print(encode_image(load_target(paths.target_dir), image, thresholds, args.encoder))
+        # the set's layer says which maps to encode: a conv2 set gives conv2's encoding
+        print(encode_image(load_target(paths.target_dir), image, thresholds, args.encoder, layer=thresholds.layer))
         return 0
     acts = np.load(args.activations, allow_pickle=False)
-    if acts.shape != (8, 14, 14):
-        raise ValueError(f"activations must have shape [8, 14, 14], got {list(acts.shape)}")
+    layer_of_shape(acts.shape, "activations", ndims=(3,))  # one sample; a set of another layer is refused below
     print(encode_activations(acts, thresholds, encoder=args.encoder)[0])
     return 0
 
 
 @command("thresholds calibrate")
 def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
-    tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist)
+    tset, occupancy = calibrate_default(paths, name=args.name, n_synthetic=args.n_synthetic, n_mnist=args.n_mnist,
+                                        layer=args.layer)
     if args.json_out:
         tset.save(Path(args.json_out))
 
     Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
-                                            make_default=args.make_default)
-    print(f"threshold set '{tset.name}' saved" + (" as the default" if args.make_default else ""))
+                                            make_default=args.make_default, layer=tset.layer)
+    print(f"{tset.layer} threshold set '{tset.name}' saved"
+          + (f" as the {tset.layer} default" if args.make_default else ""))
     print("filter   t1      t2      t3      t4     occupancy z/l/m/h/v")
     for f, (row, occ) in enumerate(zip(tset.as_array(), occupancy, strict=True)):
         print(f"{f:>6} " + " ".join(f"{t:7.3f}" for t in row) + "   " + " ".join(f"{o:4.0%}" for o in occ))
@@ -134,7 +137,7 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
 @command("thresholds list")
 def cmd_thresholds_list(args: argparse.Namespace, paths: Paths) -> int:
     df = Store(paths.db_path).list_threshold_sets()
-    print(df[["name", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
+    print(df[["name", "layer", "is_default", "notes"]].to_string(index=False) if len(df) else "no threshold sets")
     return 0
 
 
@@ -353,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-synthetic", type=int, default=2000, help="synthetic reference images")
     p.add_argument("--n-mnist", type=int, default=2000, help="MNIST training images in the reference set")
     p.add_argument("--json-out", help="also write the set as JSON here")
-    p.add_argument("--make-default", action="store_true", help="make it the default set")
+    p.add_argument("--make-default", action="store_true", help="make it the default set (of its layer)")
+    p.add_argument("--layer", default=DEFAULT_LAYER, choices=list_layers(),
+                   help="the layer whose activations it bins (conv1: the paper's, what the interpreters read)")
     p.set_defaults(cmd="thresholds calibrate")
     p = th.add_parser("list", help="list the threshold sets in the store")
     p.set_defaults(cmd="thresholds list")

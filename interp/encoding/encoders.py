@@ -3,7 +3,9 @@
 Two steps. `bin_activations` maps every activation to one of five levels with the filter's
 thresholds (`interp.encoding.thresholds`): 0..4 = z, l, m, h, v (zero, low, medium, high, very high).
 An *encoder* then writes the binned maps [8, 14, 14] as text; every encoder is registered by
-name and has an exact inverse, ``decode``:
+name and has an exact inverse, ``decode``. Both steps work the same on any registered layer
+(`interp.target.layers`): conv2's [16, 7, 7] maps are 16 filters of 7 rows of 7 cells; the figures
+below are conv1's.
 
 - ``paper``: §3.2 as published: each filter's 14×14 map row-major, preceded by the delimiter
   ``f``; 8 × 197 = 1,576 characters, ~900 SmolLM2 tokens (the tokenizer barely merges them).
@@ -25,30 +27,33 @@ from typing import ClassVar
 import numpy as np
 
 from interp.encoding.thresholds import N_FILTERS, ThresholdSet, threshold_table
+from interp.target.layers import LAYERS, Layer, layer_of_channels, layer_of_shape
 
 LETTERS = "zlmhv"
 """§3.2 level letters for bins 0..4: zero, low, medium, high, very high."""
 DELIMITER = "f"
 """§3.2: "we segmented the character-encoded values from each activation map using the delimiter 'f'"."""
 SIDE = 14
+"""conv1's map side (and CELLS its cells per map); a map's own shape says its layer's (`interp.target.layers`)."""
 CELLS = SIDE * SIDE
 DEFAULT_ENCODER = "paper"
 
 
 def bin_activations(acts: np.ndarray, thresholds: ThresholdSet | np.ndarray) -> np.ndarray:
-    """Activations [b, 8, 14, 14] or [8, 14, 14] → int8 bins 0..4 of the same shape (§3.2).
+    """Activations [b, C, S, S] or [C, S, S] of a registered layer ([b, 8, 14, 14] for conv1, [b, 16, 7, 7]
+    for conv2) with that layer's [C, 4] thresholds → int8 bins 0..4 of the same shape (§3.2).
 
     z (0) if a ≤ t1, l (1) if t1 < a ≤ t2, m (2) if t2 < a ≤ t3, h (3) if t3 < a ≤ t4, v (4) if a > t4;
     i.e. the bin is the number of the filter's thresholds strictly below a. t1 = 0 gives the
-    paper's "z if a ≤ 0".
+    paper's "z if a ≤ 0". The layer is read from the activations' shape; a threshold set (or table)
+    made for another layer is a ValueError naming both (`threshold_table`).
     """
-    t = threshold_table(thresholds)
     a = np.asarray(acts)
-    if a.shape[-3:] != (N_FILTERS, SIDE, SIDE) or a.ndim not in (3, 4):
-        raise ValueError(f"activations must be [b, 8, 14, 14] or [8, 14, 14], got {list(a.shape)}")
+    layer = layer_of_shape(a.shape, "activations")
+    t = threshold_table(thresholds, layer)
     if not np.isfinite(a).all():
         raise ValueError("activations contain NaN or inf")
-    t = t.reshape(N_FILTERS, 1, 1, 4)
+    t = t.reshape(layer.channels, 1, 1, 4)
     bins = np.zeros(a.shape, dtype=np.int8)
     for k in range(4):  # four broadcast comparisons; no [.., 4] temporary
         bins += a > t[..., k]
@@ -56,36 +61,50 @@ def bin_activations(acts: np.ndarray, thresholds: ThresholdSet | np.ndarray) -> 
 
 
 def _check_bins(bins: np.ndarray, batched: bool) -> np.ndarray:
+    """uint8 bins [b, C, S, S] (``batched``) or [C, S, S] of a registered layer; ValueError otherwise."""
     b = np.asarray(bins)
-    want = (N_FILTERS, SIDE, SIDE)
-    if (b.ndim != 4 if batched else b.shape != want) or b.shape[-3:] != want:
-        raise ValueError(f"bins must be [{'b, ' if batched else ''}8, 14, 14], got {list(b.shape)}")
+    layer_of_shape(b.shape, "bins", ndims=(4,) if batched else (3,))
     if b.dtype.kind not in "iu" or (b.size and (b.min() < 0 or b.max() > 4)):
         raise ValueError("bins must be integers 0..4 (z, l, m, h, v)")
     return b.astype(np.uint8, copy=False)
 
 
+def _layer_where(fits: Callable[[Layer], bool], expected: Callable[[Layer], str], got: str, what: str) -> Layer:
+    """The one registered layer whose encoding ``fits`` the text, or a ValueError listing each layer's form."""
+    found = [layer for layer in LAYERS.values() if fits(layer)]
+    if len(found) != 1:  # the forms are disjoint for the registered layers (tests check it)
+        raise ValueError(f"{what} {' or '.join(expected(layer) for layer in LAYERS.values())}, got {got}")
+    return found[0]
+
+
 class Encoder(ABC):
-    """A text form of binned conv1 maps [8, 14, 14] with an exact inverse."""
+    """A text form of binned maps [C, S, S] of any registered layer (conv1: [8, 14, 14]) with an exact inverse.
+
+    ``decode`` infers the layer from the text instead of taking it as an argument: each registered
+    layer's encoding has its own size (paper: characters, rle: delimiters, compact: lines), so the text
+    already says which layer it is and an argument could only contradict it; and every caller
+    (interpreters, datasets, evaluation) keeps calling ``decode(text)`` as before layers existed.
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
     def encode(self, bins: np.ndarray) -> str:
-        """bins [8, 14, 14] → text."""
+        """bins [C, S, S] ([8, 14, 14] for conv1) → text."""
         return self._encode_batch(_check_bins(bins, batched=False)[None])[0]
 
     def encode_batch(self, bins: np.ndarray) -> list[str]:
-        """bins [b, 8, 14, 14] → b texts."""
+        """bins [b, C, S, S] ([b, 8, 14, 14] for conv1) → b texts."""
         return self._encode_batch(_check_bins(bins, batched=True))
 
     @abstractmethod
     def _encode_batch(self, bins: np.ndarray) -> list[str]:
-        """Checked uint8 bins [b, 8, 14, 14] → b texts."""
+        """Checked uint8 bins [b, C, S, S] of one registered layer → b texts."""
 
     @abstractmethod
     def decode(self, text: str) -> np.ndarray:
-        """text → int8 bins [8, 14, 14]; ValueError saying what is wrong if the text is malformed."""
+        """text → int8 bins [C, S, S] of the layer the text is written for ([8, 14, 14] for conv1);
+        ValueError saying what is wrong if the text is malformed."""
 
 
 _ENCODERS: dict[str, Encoder] = {}
@@ -119,7 +138,7 @@ def list_encoders() -> list[str]:
 def encode_activations(
     acts: np.ndarray, thresholds: ThresholdSet | np.ndarray, encoder: str = DEFAULT_ENCODER
 ) -> list[str]:
-    """Activations [b, 8, 14, 14] (or one [8, 14, 14]) → one text per sample."""
+    """Activations [b, C, S, S] (or one [C, S, S]) of a registered layer → one text per sample."""
     bins = bin_activations(acts, thresholds)
     return get_encoder(encoder).encode_batch(bins if bins.ndim == 4 else bins[None])
 
@@ -130,38 +149,52 @@ _LETTER_BYTES = np.frombuffer(LETTERS.encode(), dtype=np.uint8)
 _LEVEL_OF_BYTE = np.full(256, -1, dtype=np.int8)
 _LEVEL_OF_BYTE[_LETTER_BYTES] = np.arange(5)
 PAPER_LENGTH = N_FILTERS * (1 + CELLS)
+"""conv1's paper encoding: 8 × (1 + 196) = 1,576 characters (conv2's: 16 × (1 + 49) = 800)."""
+
+
+def paper_length(layer: Layer) -> int:
+    """Characters of ``layer``'s paper encoding: one 'f' + one letter per cell, per filter."""
+    return layer.channels * (1 + layer.cells)
 
 
 @register_encoder("paper")
 class PaperEncoder(Encoder):
-    """§3.2: ``f`` + 196 letters per filter, filters 0..7, rows row-major: 1,576 characters."""
+    """§3.2: ``f`` + 196 letters per filter, filters 0..7, rows row-major: 1,576 characters (conv1).
+
+    Another layer the same way: conv2 is 16 × (``f`` + 49 letters) = 800 characters.
+    """
 
     description = "§3.2 as published: 'f' + 196 letters z/l/m/h/v per filter (1,576 characters)"
 
     def _encode_batch(self, bins: np.ndarray) -> list[str]:
-        b = len(bins)
-        chars = np.empty((b, N_FILTERS, 1 + CELLS), dtype=np.uint8)
+        b, c, side, _ = bins.shape
+        cells = side * side
+        chars = np.empty((b, c, 1 + cells), dtype=np.uint8)
         chars[:, :, 0] = ord(DELIMITER)
-        chars[:, :, 1:] = _LETTER_BYTES[bins.reshape(b, N_FILTERS, CELLS)]
-        flat = chars.reshape(b, PAPER_LENGTH)
+        chars[:, :, 1:] = _LETTER_BYTES[bins.reshape(b, c, cells)]
+        flat = chars.reshape(b, c * (1 + cells))
         return [row.tobytes().decode("ascii") for row in flat]
 
     def decode(self, text: str) -> np.ndarray:
-        if len(text) != PAPER_LENGTH:
-            raise ValueError(f"paper encoding must be {PAPER_LENGTH} characters (8 × 'f' + 196), got {len(text)}")
+        # The layer is the one whose length the text has: 1,576 characters for conv1, 800 for conv2.
+        layer = _layer_where(lambda lay: len(text) == paper_length(lay),
+                             lambda lay: (f"{paper_length(lay)} characters ({lay.name}: "
+                                          f"{lay.channels} × 'f' + {lay.cells})"),
+                             str(len(text)), "paper encoding must be")
+        c, cells = layer.channels, layer.cells
         try:
-            raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8).reshape(N_FILTERS, 1 + CELLS)
+            raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8).reshape(c, 1 + cells)
         except UnicodeEncodeError:
             raise ValueError("paper encoding must be ASCII letters") from None
         bad = np.flatnonzero(raw[:, 0] != ord(DELIMITER))
         if bad.size:
-            raise ValueError(f"filter {bad[0]}: expected delimiter 'f' at position {bad[0] * (1 + CELLS)}")
+            raise ValueError(f"filter {bad[0]}: expected delimiter 'f' at position {bad[0] * (1 + cells)}")
         levels = _LEVEL_OF_BYTE[raw[:, 1:]]
         if (levels < 0).any():
             f, i = np.argwhere(levels < 0)[0]
-            pos = f * (1 + CELLS) + 1 + i
+            pos = f * (1 + cells) + 1 + i
             raise ValueError(f"filter {f}: unexpected character {text[pos]!r} at position {pos}; use {LETTERS}")
-        return levels.reshape(N_FILTERS, SIDE, SIDE)
+        return levels.reshape(layer.shape)
 
 
 # --- rle ---------------------------------------------------------------------------------
@@ -182,10 +215,15 @@ class RleEncoder(Encoder):
         return [sub(lambda m: f"z{len(m.group())}", t) for t in get_encoder("paper")._encode_batch(bins)]
 
     def decode(self, text: str) -> np.ndarray:
+        # 'f' is only ever a delimiter, so its count names the layer (8: conv1, 16: conv2) and the longest
+        # run a filter can hold; the expanded text is then the paper encoding, which checks the rest.
+        layer = layer_of_channels(text.count(DELIMITER))
+        most = layer.cells if layer is not None else max(lay.cells for lay in LAYERS.values())
+
         def expand(m: re.Match) -> str:
             n = int(m.group(1))
-            if not 1 <= n <= CELLS:
-                raise ValueError(f"run length z{n} at position {m.start()} is outside 1..{CELLS}")
+            if not 1 <= n <= most:
+                raise ValueError(f"run length z{n} at position {m.start()} is outside 1..{most}")
             return "z" * n
 
         return get_encoder("paper").decode(_Z_COUNT.sub(expand, text))
@@ -271,7 +309,7 @@ def _segment_words(seg: tuple[int, ...]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=65536)
 def _row_line(row: bytes) -> str:
-    """One row of 14 levels → its line: each word preceded by 1 space + 1 per skipped z cell."""
+    """One row of levels (14 for conv1, 7 for conv2) → its line: each word preceded by 1 space + 1 per skipped z cell."""
     cells = tuple(row)
     nonzero = [i for i, c in enumerate(cells) if c]
     if not nonzero:
@@ -306,7 +344,8 @@ def _row_line(row: bytes) -> str:
 class CompactEncoder(Encoder):
     """One line per map row; cells as syllable words of 1–4 letters, each ideally one SmolLM2 token.
 
-    Layout per filter: a line ``f``, then 14 lines, one per row (top to bottom). A row line is a
+    Layout per filter: a line ``f``, then 14 lines, one per row (top to bottom); conv2's 16 filters
+    the same way with 7 lines of 7 cells each. A row line is a
     sequence of words, each preceded by one space plus one space per "no signal" (z) cell skipped
     before it: leading z cells become indentation, runs of ≥ `GAP_MIN` z cells become wider gaps,
     trailing z cells are dropped (an all-z row is an empty line). The i-th letter of a word is the
@@ -341,19 +380,25 @@ class CompactEncoder(Encoder):
 
     def decode(self, text: str) -> np.ndarray:
         lines = text.split("\n")
-        want = N_FILTERS * (1 + SIDE)
-        # Trailing empty rows may have been stripped away with trailing whitespace.
-        if want - SIDE <= len(lines) < want:
-            lines += [""] * (want - len(lines))
-        if len(lines) != want:
-            raise ValueError(f"compact encoding must have {want} lines (8 × ('f' + 14 rows)), got {len(lines)}")
-        out = np.zeros((N_FILTERS, SIDE, SIDE), dtype=np.int8)
-        for f in range(N_FILTERS):
-            head = lines[f * (1 + SIDE)]
+
+        def full(lay: Layer) -> int:
+            return lay.channels * (1 + lay.side)
+
+        # The layer is the one whose line count the text has: 120 for conv1, 128 for conv2, or up to
+        # `side` fewer: trailing empty rows may have been stripped away with trailing whitespace.
+        layer = _layer_where(lambda lay: full(lay) - lay.side <= len(lines) <= full(lay),
+                             lambda lay: (f"{full(lay)} lines ({lay.name}: {lay.channels} × ('f' + "
+                                          f"{lay.side} rows))"),
+                             str(len(lines)), "compact encoding must have")
+        side, want = layer.side, full(layer)
+        lines += [""] * (want - len(lines))
+        out = np.zeros(layer.shape, dtype=np.int8)
+        for f in range(layer.channels):
+            head = lines[f * (1 + side)]
             if head != DELIMITER:
                 raise ValueError(f"filter {f}: expected a line 'f', got {head!r}")
-            for r in range(SIDE):
-                line = lines[f * (1 + SIDE) + 1 + r]
+            for r in range(side):
+                line = lines[f * (1 + side) + 1 + r]
                 where = f"filter {f} row {r}"
                 if not _ROW_LINE.fullmatch(line):
                     raise ValueError(f"{where}: a row is words of letters, each after one or more spaces: {line!r}")
@@ -362,8 +407,8 @@ class CompactEncoder(Encoder):
                     col += len(spaces) - 1
                     if len(word) > len(WORD_ALPHABETS):
                         raise ValueError(f"{where}: word {word!r} is longer than {len(WORD_ALPHABETS)} letters")
-                    if col + len(word) > SIDE:
-                        raise ValueError(f"{where}: the row runs past {SIDE} cells at word {word!r}")
+                    if col + len(word) > side:
+                        raise ValueError(f"{where}: the row runs past {side} cells at word {word!r}")
                     for k, ch in enumerate(word):
                         level = _LEVEL_OF_LETTER[k].get(ch)
                         if level is None:

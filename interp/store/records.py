@@ -9,7 +9,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ThresholdSetRecord:
-    """A named set of bin thresholds: `thresholds[filter][k]`, 8 filters x 4 edges."""
+    """A named set of bin thresholds: `thresholds[filter][k]`, C filters x 4 edges (8 for conv1).
+
+    ``is_default``: the default set of its ``layer`` (one per layer)."""
 
     name: str
     thresholds: list[list[float]]
@@ -17,6 +19,7 @@ class ThresholdSetRecord:
     is_default: bool
     created_at: datetime
     updated_at: datetime
+    layer: str = "conv1"
 
 
 @dataclass(frozen=True)

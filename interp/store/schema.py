@@ -2,12 +2,13 @@
 
 A shipped migration is never edited (existing files have run it); a change appends one and
 bumps SCHEMA_VERSION. Version 2 drops `samples` (never used) and `datasets`: dataset folders
-are the source of truth (`interp.catalog`).
+are the source of truth (`interp.catalog`). Version 3 gives each threshold set its layer
+(`interp.target.layers`; every set stored before is a conv1 set) and one default per layer.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration i (0-based) takes the schema from version i to i + 1; later versions append.
 MIGRATIONS: list[str] = [
@@ -131,6 +132,9 @@ MIGRATIONS: list[str] = [
     DROP TABLE samples;
     DROP SEQUENCE samples_id_seq;
     DROP TABLE datasets;
+    """,
+    """
+    ALTER TABLE threshold_sets ADD COLUMN layer VARCHAR NOT NULL DEFAULT 'conv1';
     """,
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

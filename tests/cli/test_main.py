@@ -114,6 +114,46 @@ def test_a_malformed_thresholds_file_is_one_error_naming_it(capsys, paths, tmp_p
         assert err.startswith(f"error: {tmp_path / 't.json'}: ") and message in err
 
 
+def test_encode_conv2_activations_with_a_conv2_set_and_refuse_a_conv1_set(capsys, paths, tmp_path) -> None:
+    import numpy as np
+
+    from interp.encoding.thresholds import ThresholdSet
+
+    acts = np.zeros((16, 7, 7), np.float32)
+    acts[3, 0, 0] = 5.0
+    np.save(tmp_path / "a.npy", acts)
+    ThresholdSet("c2", np.tile([0.0, 1.0, 2.0, 3.0], (16, 1)), layer="conv2").save(tmp_path / "c2.json")
+    ThresholdSet("c1", np.tile([0.0, 1.0, 2.0, 3.0], (8, 1))).save(tmp_path / "c1.json")
+    assert main(["encode", "--activations", str(tmp_path / "a.npy"), "--thresholds", str(tmp_path / "c2.json"),
+                 "--encoder", "rle"]) == 0
+    assert capsys.readouterr().out == "fz49" * 3 + "fvz48" + "fz49" * 12 + "\n"
+    err = _error(capsys, ["encode", "--activations", str(tmp_path / "a.npy"), "--thresholds", str(tmp_path / "c1.json")])
+    assert "threshold set 'c1' was made for conv1 (8 filters), but these activations are conv2's [16, 7, 7]" in err
+    np.save(tmp_path / "b.npy", np.zeros((16, 14, 14), np.float32))
+    err = _error(capsys, ["encode", "--activations", str(tmp_path / "b.npy"), "--thresholds", str(tmp_path / "c2.json")])
+    assert "activations must be [8, 14, 14] (conv1) or [16, 7, 7] (conv2), got [16, 14, 14]" in err
+
+
+def test_thresholds_calibrate_a_conv2_set_into_the_store(capsys, tmp_path, monkeypatch) -> None:
+    from interp.settings import ROOT, Paths
+    from interp.store.db import Store
+
+    monkeypatch.setenv("N2W_DATA_DIR", str(ROOT / "data"))  # the project's MNIST; the store is this test's own
+    monkeypatch.setenv("N2W_DB", str(tmp_path / "interp.duckdb"))
+    paths = Paths.from_env()
+
+    assert main(["thresholds", "calibrate", "--layer", "conv2", "--name", "deep", "--n-synthetic", "40",
+                 "--n-mnist", "40", "--make-default"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("conv2 threshold set 'deep' saved as the conv2 default\n")
+    assert len(out.strip().split("\n")) == 2 + 16  # one line per conv2 filter
+    record = Store(paths.db_path).get_threshold_set(layer="conv2")
+    assert record.name == "deep" and record.layer == "conv2" and len(record.thresholds) == 16
+    assert Store(paths.db_path).get_threshold_set() is None  # conv1's default is a different one
+    assert main(["thresholds", "list"]) == 0
+    assert "conv2" in capsys.readouterr().out
+
+
 def test_metrics_refuses_a_truth_that_is_not_a_description(capsys, tmp_path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prediction": "x", "truth": "y"}) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import sys
 
 import numpy as np
@@ -307,3 +308,138 @@ def test_compact_costs_well_under_half_the_paper_tokens_on_real_activations(smol
         cost[name] = np.mean([len(ids) for ids in smollm2_tokenizer(texts, add_special_tokens=False)["input_ids"]])
     assert cost["paper"] > 850
     assert cost["compact"] <= 420
+
+
+# --- any registered layer: conv2's [16, 7, 7] maps ----------------------------------------------
+
+CONV2 = (16, 7, 7)
+
+
+@st.composite
+def random_conv2_bins(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    p_zero = draw(st.sampled_from([0.0, 0.3, 0.6, 0.9, 1.0]))
+    return (rng.integers(0, 5, size=CONV2) * (rng.random(CONV2) >= p_zero)).astype(np.int8)
+
+
+def conv2_patterns() -> list[np.ndarray]:
+    """All z, all v, a checkerboard, stripes, gaps at GAP_MIN and a lone last cell, on 7×7 maps."""
+    ii, jj = np.indices((7, 7))
+    cases = [np.zeros(CONV2, np.int8), np.full(CONV2, 4, np.int8),
+             np.broadcast_to(((ii + jj) % 2) * 4, CONV2).astype(np.int8),
+             np.broadcast_to(jj % 5, CONV2).astype(np.int8)]
+    gaps = np.zeros(CONV2, np.int8)
+    for f in range(16):
+        gaps[f, f % 7, :] = 2
+        gaps[f, f % 7, 1 : 1 + GAP_MIN] = 0
+        gaps[f, 6, 6] = f % 4 + 1
+    cases.append(gaps)
+    return cases
+
+
+@pytest.mark.parametrize("name", list_encoders())
+@settings(max_examples=40, deadline=None)
+@given(bins=random_conv2_bins())
+def test_every_encoder_round_trips_conv2_bins(name, bins):
+    enc = get_encoder(name)
+    decoded = enc.decode(enc.encode(bins))
+    assert decoded.shape == CONV2 and decoded.dtype == np.int8
+    np.testing.assert_array_equal(decoded, bins)
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_every_encoder_round_trips_conv2_patterns_and_batches(name):
+    enc = get_encoder(name)
+    cases = conv2_patterns()
+    texts = enc.encode_batch(np.stack(cases))
+    assert texts == [enc.encode(b) for b in cases]
+    for text, b in zip(texts, cases, strict=True):
+        np.testing.assert_array_equal(enc.decode(text), b)
+    if name == "compact":  # trailing empty rows stripped away still decode
+        np.testing.assert_array_equal(enc.decode(texts[0].rstrip()), cases[0])
+        np.testing.assert_array_equal(enc.decode(texts[-1].rstrip()), cases[-1])
+
+
+def test_conv2_exact_strings():
+    bins = np.zeros(CONV2, np.int8)
+    bins[0, 0, :5] = [1, 2, 3, 4, 0]
+    bins[15, 6, 6] = 3
+    paper = get_encoder("paper").encode(bins)
+    assert len(paper) == 16 * 50 == 800
+    assert [i for i, c in enumerate(paper) if c == "f"] == [50 * f for f in range(16)]
+    assert paper.startswith("flmhvz" + "z" * 44 + "f") and paper.endswith("f" + "z" * 48 + "h")
+    assert get_encoder("rle").encode(bins) == "flmhvz45" + "fz49" * 14 + "fz48h"
+    compact = get_encoder("compact").encode(bins).split("\n")
+    assert len(compact) == 16 * 8
+    assert compact[0] == "f" and compact[1].startswith(" ") and compact[2:8] == [""] * 6
+    assert compact[-8] == "f" and compact[-1] == " " * 7 + "s"  # 6 z cells skipped, then h as a 1-letter word
+
+
+def test_layer_forms_are_disjoint_so_decode_can_infer_the_layer():
+    """decode reads the layer off the text: each layer's length / delimiters / lines must be its own."""
+    from interp.encoding.encoders import paper_length
+    from interp.target.layers import LAYERS
+
+    layers = list(LAYERS.values())
+    assert len({paper_length(lay) for lay in layers}) == len(layers)
+    assert len({lay.channels for lay in layers}) == len(layers)
+    ranges = sorted((lay.channels * (1 + lay.side) - lay.side, lay.channels * (1 + lay.side)) for lay in layers)
+    assert all(hi < lo for (_, hi), (lo, _) in itertools.pairwise(ranges))
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("paper", lambda t: t[:-1], r"^paper encoding must be 1576 characters \(conv1: 8 × 'f' \+ 196\) or 800 "
+                                    r"characters \(conv2: 16 × 'f' \+ 49\), got 799$"),
+        ("paper", lambda t: t[:50] + "z" + t[51:], r"^filter 1: expected delimiter 'f' at position 50$"),
+        ("paper", lambda t: t[:3] + "x" + t[4:], r"^filter 0: unexpected character 'x' at position 3"),
+        ("rle", lambda t: t.replace("fz49", "fz50", 1), r"run length z50 at position \d+ is outside 1..49"),
+        ("compact", lambda t: "\n".join(t.split("\n")[:100]), r"^compact encoding must have 120 lines \(conv1: 8 × "
+                                                             r"\('f' \+ 14 rows\)\) or 128 lines \(conv2: 16 × \('f' "
+                                                             r"\+ 7 rows\)\), got 100$"),
+        ("compact", lambda t: t.replace("\n", "\n" + " " * 6 + "bat", 1), r"filter 0 row 0: the row runs past 7 cells"),
+    ],
+)
+def test_conv2_decode_errors_are_clear(name, edit, message):
+    text = get_encoder(name).encode(np.zeros(CONV2, np.int8))
+    with pytest.raises(ValueError, match=message):
+        get_encoder(name).decode(edit(text))
+
+
+def test_binning_conv2_activations_with_a_conv2_table():
+    rng = np.random.default_rng(1)
+    acts = rng.uniform(0, 3, size=(2, *CONV2)).astype(np.float32)
+    t = np.sort(rng.uniform(0, 3, size=(16, 4)), axis=1)
+    bins = bin_activations(acts, t)
+    assert bins.shape == acts.shape and bins.dtype == np.int8
+    for s, f, i, j in [(0, 0, 0, 0), (1, 15, 6, 6), (0, 9, 3, 2), (1, 4, 5, 1)]:
+        assert bins[s, f, i, j] == reference_bin(float(acts[s, f, i, j]), list(t[f]))
+    np.testing.assert_array_equal(bin_activations(acts[1], ThresholdSet("c2", t, layer="conv2")), bins[1])
+    texts = encode_activations(acts, t, "compact")
+    assert [get_encoder("compact").decode(x) for x in texts][1].tolist() == bins[1].tolist()
+
+
+def test_a_conv1_set_is_refused_for_conv2_activations_and_back():
+    conv1 = ThresholdSet("default", np.tile([0.0, 1.0, 2.0, 3.0], (8, 1)))
+    conv2 = ThresholdSet("deep", np.tile([0.0, 1.0, 2.0, 3.0], (16, 1)), layer="conv2")
+    with pytest.raises(ValueError, match=r"^threshold set 'default' was made for conv1 \(8 filters\), but these "
+                                         r"activations are conv2's \[16, 7, 7\]: use a conv2 threshold set$"):
+        bin_activations(np.zeros(CONV2), conv1)
+    with pytest.raises(ValueError, match=r"^threshold set 'deep' was made for conv2 \(16 filters\), but these "
+                                         r"activations are conv1's \[8, 14, 14\]: use a conv1 threshold set$"):
+        encode_activations(np.zeros((2, 8, 14, 14)), conv2)
+    with pytest.raises(ValueError, match=r"^thresholds \[8, 4\] are a conv1 table \(8 filters\), but these "
+                                         r"activations are conv2's \[16, 7, 7\]"):
+        bin_activations(np.zeros((3, *CONV2)), conv1.as_array())
+    with pytest.raises(ValueError, match=r"\[b, 8, 14, 14\] \(conv1\) or \[b, 16, 7, 7\] \(conv2\)"):
+        bin_activations(np.zeros((16, 14, 14)), conv1)
+
+
+def test_encoders_reject_bins_of_no_registered_layer():
+    with pytest.raises(ValueError, match=r"^bins must be \[8, 14, 14\] \(conv1\) or \[16, 7, 7\] \(conv2\), "
+                                         r"got \[16, 14, 14\]$"):
+        get_encoder("compact").encode(np.zeros((16, 14, 14), np.int8))
+    with pytest.raises(ValueError, match=r"^bins must be \[b, 8, 14, 14\] \(conv1\) or \[b, 16, 7, 7\] \(conv2\), "
+                                         r"got \[16, 7, 7\]$"):
+        get_encoder("paper").encode_batch(np.zeros(CONV2, np.int8))

@@ -244,3 +244,130 @@ def test_any_json_is_a_threshold_set_or_a_value_error(value):
 def test_a_threshold_set_of_any_name_round_trips():
     ts = ThresholdSet("", GOOD)  # the constructor takes any string, so from_dict does too
     assert ThresholdSet.from_dict(ts.to_dict()) == ts
+
+
+# --- layers: a set carries the layer it bins (conv1 unless it says otherwise) -----------------------
+
+GOOD_CONV2 = [[0.0, 0.1 * f, 0.2 + 0.1 * f, 0.5 + 0.1 * f] for f in range(16)]
+
+
+def test_a_conv2_set_round_trips_with_its_layer(tmp_path):
+    ts = ThresholdSet("conv2-cal", GOOD_CONV2, notes="n", layer="conv2")
+    assert ts.layer == "conv2" and ts.as_array().shape == (16, 4)
+    d = ts.to_dict()
+    assert d == {"name": "conv2-cal", "thresholds": GOOD_CONV2, "notes": "n", "layer": "conv2"}
+    assert ThresholdSet.from_dict(d) == ts
+    ts.save(tmp_path / "c2.json")
+    assert ThresholdSet.load(tmp_path / "c2.json") == ts
+
+
+def test_old_threshold_json_without_a_layer_loads_as_conv1(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"name": "old", "thresholds": GOOD, "notes": "2026-11"}))
+    ts = ThresholdSet.load(tmp_path / "old.json")
+    assert ts.layer == "conv1" and ts == ThresholdSet("old", GOOD, notes="2026-11")
+    # and a conv1 set's JSON is what it was before layers: no "layer" key
+    assert "layer" not in ts.to_dict()
+
+
+def test_the_shipped_default_set_is_a_conv1_set():
+    from interp.settings import ROOT
+
+    path = ROOT / "assets" / "thresholds" / "default.json"
+    ts = ThresholdSet.load(path)
+    assert ts.layer == "conv1" and ts.as_array().shape == (8, 4)
+    assert json.loads(path.read_text()) == ts.to_dict()  # byte-for-byte the same content on save
+
+
+@pytest.mark.parametrize(
+    ("table", "layer", "message"),
+    [
+        (GOOD, "conv2", r"^thresholds must have shape \[16, 4\] \(one row t1..t4 per conv2 filter\), got \[8, 4\]: "
+                        r"that is a conv1 table$"),
+        (GOOD_CONV2, "conv1", r"^thresholds must have shape \[8, 4\] \(one row t1..t4 per conv1 filter\), got \[16, 4\]: "
+                              r"that is a conv2 table$"),
+        (GOOD_CONV2[:15], "conv2", r"shape \[16, 4\] .*got \[15, 4\]$"),
+        (GOOD, "conv3", r"unknown layer 'conv3'; registered: conv1, conv2"),
+    ],
+)
+def test_validate_thresholds_checks_the_layers_shape_and_names_it(table, layer, message):
+    with pytest.raises(ValueError, match=message):
+        validate_thresholds(table, layer=layer)
+    with pytest.raises(ValueError, match=message):
+        ThresholdSet("bad", table, layer=layer)
+
+
+def test_validate_thresholds_names_the_filter_of_a_conv2_row():
+    rows = [list(r) for r in GOOD_CONV2]
+    rows[12] = [0.0, 0.5, 0.4, 0.6]
+    with pytest.raises(ValueError, match=r"^filter 12: thresholds must be non-decreasing"):
+        validate_thresholds(rows, layer="conv2")
+    np.testing.assert_array_equal(validate_thresholds(GOOD_CONV2, "conv2"), np.array(GOOD_CONV2))
+
+
+@pytest.mark.parametrize(
+    ("d", "message"),
+    [
+        ({"name": "x", "thresholds": GOOD, "layer": "fc"}, r"unknown layer 'fc'; registered: conv1, conv2"),
+        ({"name": "x", "thresholds": GOOD, "layer": 2}, r"'layer' must be a string, got a number"),
+        ({"name": "x", "thresholds": GOOD, "layer": "conv2"}, r"shape \[16, 4\] .*per conv2 filter"),
+    ],
+)
+def test_from_dict_checks_the_layer(d, message):
+    with pytest.raises(ValueError, match=message):
+        ThresholdSet.from_dict(d)
+
+
+def test_threshold_table_refuses_a_set_or_table_of_another_layer():
+    from interp.encoding.thresholds import threshold_table
+
+    conv1 = ThresholdSet("default", GOOD)
+    conv2 = ThresholdSet("c2", GOOD_CONV2, layer="conv2")
+    np.testing.assert_array_equal(threshold_table(conv1), np.array(GOOD))
+    np.testing.assert_array_equal(threshold_table(conv2, "conv2"), np.array(GOOD_CONV2))
+    with pytest.raises(ValueError, match=r"^threshold set 'default' was made for conv1 \(8 filters\), but these "
+                                         r"activations are conv2's \[16, 7, 7\]: use a conv2 threshold set$"):
+        threshold_table(conv1, "conv2")
+    with pytest.raises(ValueError, match=r"'c2' was made for conv2 \(16 filters\), .* conv1's \[8, 14, 14\]"):
+        threshold_table(conv2, "conv1")
+    with pytest.raises(ValueError, match=r"^thresholds \[8, 4\] are a conv1 table \(8 filters\), but these "
+                                         r"activations are conv2's \[16, 7, 7\]: use a conv2 table$"):
+        threshold_table(np.array(GOOD), "conv2")
+    with pytest.raises(ValueError, match=r"thresholds \[16, 4\] are a conv2 table"):
+        threshold_table(GOOD_CONV2, "conv1")
+
+
+def test_calibration_on_conv2_activations_gives_a_conv2_set():
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, size=(100, 16, 7, 7))
+    ts = calibrate_thresholds(acts, np.zeros(16), margin=0.0, name="c2")
+    assert ts.layer == "conv2" and ts.as_array().shape == (16, 4)
+    np.testing.assert_allclose(ts.as_array()[:, 1:], np.tile([0.4, 0.7, 0.9], (16, 1)), atol=0.03)
+    blank_maps = np.zeros((16, 7, 7))
+    blank_maps[9, 3, 3] = 0.25
+    assert calibrate_thresholds(acts + 0.3, blank_maps, margin=0).as_array()[9, 0] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match=r"blank_response must be \[16\] or \[16, 7, 7\] for conv2, got \[8\]"):
+        calibrate_thresholds(acts, np.zeros(8))
+    with pytest.raises(ValueError, match=r"\[n, 8, 14, 14\] \(conv1\) or \[n, 16, 7, 7\] \(conv2\), got \[16, 7, 7\]"):
+        calibrate_thresholds(acts[0], np.zeros(16))
+
+
+def test_bin_occupancy_of_conv2_bins():
+    bins = np.zeros((2, 16, 7, 7), np.int8)
+    bins[:, 15, 0, :2] = [4, 1]
+    occ = bin_occupancy(bins)
+    assert occ.shape == (16, 5)
+    np.testing.assert_allclose(occ[15], [47 / 49, 1 / 49, 0, 0, 1 / 49])
+    np.testing.assert_allclose(occ[:15, 0], 1.0)
+
+
+
+def test_blank_image_of_the_target_is_all_no_signal_on_conv2(target_model, mnist):
+    from interp.encoding.encoders import bin_activations
+    from interp.target.activations import blank_response, capture
+
+    ref = capture(target_model, mnist.train.images[:200], "conv2")
+    blank = blank_response(target_model, "conv2")
+    ts = calibrate_thresholds(ref, blank)
+    assert ts.layer == "conv2" and (ts.as_array()[:, 0] >= blank).all()
+    blank_bins = bin_activations(capture(target_model, np.zeros((1, 28, 28), np.uint8), "conv2"), ts)
+    assert blank_bins.shape == (1, 16, 7, 7) and (blank_bins == 0).all()

@@ -179,6 +179,65 @@ def test_binning_save_while_the_store_is_busy_keeps_the_edits(store_path: Path) 
     assert Store(store_path).get_threshold_set("kept").thresholds[0] == pytest.approx([t[0], t[1], t[2], t[2]])
 
 
+def _sliders_conv2(at: AppTest, f: int) -> list[float]:
+    return [at.slider(key=f"binning_t{k}_f{f}_conv2").value for k in range(1, 5)]
+
+
+def test_binning_conv2_tunes_and_saves_its_own_set(store_path: Path) -> None:
+    default = Store(store_path).get_threshold_set()
+    at = _page("binning")
+    at.segmented_control(key="binning_layer").set_value("conv2").run()
+    assert not at.exception, [e.message for e in at.exception]
+
+    # No conv2 set stored yet: the draft is the calibrated heuristic on conv2's reference activations.
+    assert any("No conv2 threshold set is saved yet" in i.value for i in at.info)
+    assert len(at.radio(key="binning_filter_conv2").options) == 16
+    calibrated = _sliders_conv2(at, 0)
+    assert calibrated == sorted(calibrated) and calibrated[3] > 0
+    hist = _chart(at, "binning_hist")
+    assert np.nansum(_array(hist["data"][0]["y"])) == 2000 * 49  # every reference cell of conv2's filter 0
+    assert _vlines(hist) == pytest.approx(calibrated)
+    grid = at.code[0].value
+    assert len(grid) == 50 and grid.startswith("f") and set(grid[1:]) <= set("zlmhv")
+    occupancy = at.dataframe[0].value
+    assert list(occupancy.index) == [f"filter {i}" for i in range(16)]
+
+    # Filter 12's t4 down to its t3: its v share on the reference set grows.
+    at.radio(key="binning_filter_conv2").set_value(12).run()
+    t = _sliders_conv2(at, 12)
+    v_before = at.dataframe[0].value.loc["filter 12", "v"]
+    at.slider(key="binning_t4_f12_conv2").set_value(t[2]).run()
+    assert not at.exception and not at.error
+    assert _sliders_conv2(at, 12) == pytest.approx([t[0], t[1], t[2], t[2]])
+    assert at.dataframe[0].value.loc["filter 12", "v"] > v_before
+    assert any("Unsaved edits to filter 12" in w.value for w in at.warning)
+
+    # A conv1 set's name cannot be reused for a conv2 set.
+    at.text_input(key="binning_save_name").input(default.name)
+    next(b for b in at.button if b.label == "Save as named set").click().run()
+    assert any(f"Not saved: the name '{default.name}' is taken by a conv1 threshold set" in e.value for e in at.error)
+
+    at.text_input(key="binning_save_name").input("deep")
+    next(b for b in at.button if b.label == "Save as named set").click().run()
+    assert not at.exception
+    saved = Store(store_path).get_threshold_set("deep")
+    assert saved is not None and saved.layer == "conv2" and len(saved.thresholds) == 16
+    assert saved.thresholds[12] == pytest.approx([t[0], t[1], t[2], t[2]])
+    assert "from the calibrated heuristic (filters 12)" in saved.notes
+    assert at.session_state["active_threshold_set_conv2"] == "deep"
+    assert at.selectbox(key="binning_active_conv2").value == "deep"
+    assert Store(store_path).get_threshold_set().name == default.name  # conv1's default untouched
+    assert Store(store_path).get_threshold_set(layer="conv2").name == "deep"  # a layer's first set: its default
+    assert any("Saved threshold set 'deep'; it is now the active set and the default." in x.value for x in at.success)
+
+    # Back on conv1: its own set, sliders and filter as before.
+    at.segmented_control(key="binning_layer").set_value("conv1").run()
+    assert not at.exception
+    assert at.selectbox(key="binning_active").value == default.name
+    assert _sliders(at, 0) == pytest.approx(default.thresholds[0])
+    assert len(at.radio(key="binning_filter").options) == 8 and len(at.code[0].value) == 197
+
+
 # --- Filters --------------------------------------------------------------------------------------
 
 

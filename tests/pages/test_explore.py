@@ -205,6 +205,42 @@ def test_blank_current_image_encodes_as_all_z(app_paths):
     assert at.code[0].value == ("f" + "z" * 196) * 8
 
 
+def test_activations_page_shows_conv2_maps_binned_with_a_conv2_set(app_paths, target_model):
+    from interp.encoding.encoders import get_encoder
+    from interp.pipeline import analyze_image
+    from interp.store.db import Store
+
+    image = np.zeros((28, 28), np.uint8)
+    image[4:24, 13:15] = 255
+    at = open_page("activations", {"current_image": image, "current_image_label": "a bar"})
+    assert at.segmented_control(key="act_layer").value == "conv1"
+    at.segmented_control(key="act_layer").set_value("conv2").run()
+    assert not at.exception, at.exception
+
+    # No conv2 set in the store: the calibrated heuristic on conv2's reference activations bins the maps.
+    assert any("calibrated-conv2" in c.value for c in at.caption)
+    maps, letters = figure(at, "act_maps"), figure(at, "act_letters")
+    assert [t["type"] for t in maps["data"]] == ["heatmap"] * 16 and len(letters["data"]) == 16
+    assert [t["name"] for t in letters["data"]] == [f"f{f}" for f in range(16)]
+    text = at.code[0].value
+    assert len(text) == 800 and {m.label: m.value for m in at.metric}["Characters"] == "800"
+    assert get_encoder("paper").decode(text).shape == (16, 7, 7)
+    assert any("conv2 activation maps" == h.value for h in at.subheader)
+
+    # A stored conv2 default set is what the page bins with, exactly.
+    table = np.tile([0.0, 0.5, 1.0, 2.0], (16, 1))
+    Store(app_paths.db_path).save_threshold_set("deep-test", table, make_default=True, layer="conv2")
+    at.selectbox(key="act_encoder").set_value("compact").run()
+    assert not at.exception
+    want = analyze_image(target_model, image, ThresholdSet("deep-test", table, layer="conv2"), "compact", "conv2")
+    assert at.code[0].value == want.encoding and want.bins.shape == (16, 7, 7)
+    assert any("deep-test" in c.value for c in at.caption)
+
+    # Back to conv1: the default conv1 set and 8 maps, as before.
+    at.segmented_control(key="act_layer").set_value("conv1").run()
+    assert len(figure(at, "act_maps")["data"]) == 8
+
+
 # --- Shapes ----------------------------------------------------------------------------------------
 
 

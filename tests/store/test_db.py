@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import datetime
@@ -293,3 +294,65 @@ def test_waits_for_another_process_then_succeeds(db: Path, tmp_path: Path) -> No
     finally:
         holder.wait(timeout=30)
     assert holder.returncode == 0
+
+
+# --- threshold sets carry their layer -------------------------------------------------------------
+
+CONV2 = [[0.0, 0.1, 0.2 + 0.01 * f, 0.3 + 0.01 * f] for f in range(16)]
+
+
+def test_a_conv2_set_is_stored_with_its_layer_and_its_own_default(store: Store, reader: Store) -> None:
+    from interp.store.thresholds import to_threshold_set
+
+    store.save_threshold_set("c1", THRESHOLDS, make_default=True)
+    record = store.save_threshold_set("c2", CONV2, notes="n", make_default=True, layer="conv2")
+    assert record.layer == "conv2" and record.thresholds == CONV2 and record.is_default
+    assert reader.get_threshold_set().name == "c1"  # conv1's default is untouched
+    assert reader.get_threshold_set(layer="conv2").name == "c2"
+    assert reader.get_threshold_set("c1").layer == "conv1"
+    assert to_threshold_set(reader.get_threshold_set("c2")) == ThresholdSet("c2", CONV2, notes="n", layer="conv2")
+    assert reader.list_threshold_sets(layer="conv2")["name"].tolist() == ["c2"]
+    assert reader.list_threshold_sets()["layer"].tolist() == ["conv1", "conv2"]
+    assert resolve_threshold_set(None, store.path, layer="conv2").layer == "conv2"
+    assert resolve_threshold_set("c2", store.path).layer == "conv2"
+    store.save_threshold_set("c2b", CONV2, layer="conv2")
+    store.set_default_threshold_set("c2b")
+    assert reader.get_threshold_set(layer="conv2").name == "c2b" and reader.get_threshold_set().name == "c1"
+
+
+def test_the_store_checks_a_set_against_its_layer(store: Store, reader: Store) -> None:
+    with pytest.raises(ValueError, match=r"shape \[16, 4\] \(one row t1..t4 per conv2 filter\), got \[8, 4\]"):
+        store.save_threshold_set("bad", THRESHOLDS, layer="conv2")
+    store.save_threshold_set("taken", THRESHOLDS)
+    with pytest.raises(ValueError, match="the name 'taken' is taken by a conv1 threshold set"):
+        store.save_threshold_set("taken", CONV2, layer="conv2")
+    assert reader.get_threshold_set("taken").thresholds == THRESHOLDS
+    with pytest.raises(ValueError, match=r"no threshold set \(default for conv2\)"):
+        resolve_threshold_set(None, store.path, layer="conv2")
+
+
+def test_a_stored_conv1_set_is_refused_for_conv2_activations(store: Store) -> None:
+    from interp.encoding.encoders import bin_activations
+
+    store.save_threshold_set("default", THRESHOLDS, make_default=True)
+    tset = resolve_threshold_set(None, store.path)
+    assert bin_activations(np.zeros((8, 14, 14)), tset).shape == (8, 14, 14)
+    with pytest.raises(ValueError, match=r"threshold set 'default' was made for conv1 \(8 filters\), "
+                                         r"but these activations are conv2's \[16, 7, 7\]"):
+        bin_activations(np.zeros((16, 7, 7)), tset)
+
+
+def test_a_version_2_store_migrates_its_sets_to_conv1(tmp_path: Path) -> None:
+    """A store written before layers existed: its sets become conv1 sets, its default stays the default."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                    "applied_at TIMESTAMP NOT NULL DEFAULT now())")
+        for version, sql in enumerate(MIGRATIONS[:2], start=1):
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+        con.execute("INSERT INTO threshold_sets (name, thresholds, notes, is_default) VALUES ('old', ?, '', true)",
+                    [json.dumps(THRESHOLDS)])
+    record = Store(path).get_threshold_set()
+    assert record is not None and record.name == "old" and record.layer == "conv1" and record.thresholds == THRESHOLDS
+    assert resolve_threshold_set(None, path) == ThresholdSet("old", THRESHOLDS)
