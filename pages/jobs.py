@@ -11,6 +11,7 @@ import streamlit as st
 
 from interp.catalog import dataset_folders
 from interp.evaluation.evaluate import EVAL_SETS
+from interp.evaluation.labelled_sets import list_labelled_sets
 from interp.interpreters.presets import get_preset, list_presets
 from interp.interpreters.training import INTERPRETERS, LOSS_ON, FinetuneConfig, kind_defaults
 from interp.jobs import control as jobs
@@ -195,15 +196,18 @@ def job_detail(v) -> None:
         except ValueError as exc:
             st.error(str(exc))
     if v.spec.kind == "finetune" and v.status == "succeeded":
-        eval_set = c1.selectbox("Held-out set", EVAL_SETS, key=f"jobs_eval_set_{v.id}",
-                                help="syn_eval: generated shapes; mnist_eval: the MNIST digits people annotated.")
+        eval_set = c1.selectbox("Held-out set", EVAL_SETS + tuple(list_labelled_sets(paths().labelled_dir)),
+                                key=f"jobs_eval_set_{v.id}",
+                                help="syn_eval: generated shapes; mnist_eval: the MNIST digits people annotated; "
+                                     "syn_alt: the shape types drawn by a second renderer; file:NAME: a labelled "
+                                     "set uploaded on the Compare page (data/labelled/).")
         n = c2.number_input("Samples", min_value=1, value=40, key=f"jobs_eval_n_{v.id}")
         questions = c2.checkbox("Count questions too", key=f"jobs_eval_qa_{v.id}",
                                 help="Also ask one grounded count question per image (\"How many curves…\") "
                                      "and score the numbers in the answers.")
         if c3.button("Evaluate this run", key=f"jobs_eval_{v.id}",
                      help="Queues an evaluation job; its Table 1 metrics appear on the Compare page."):
-            submit({"kind": "evaluate", "name": f"{v.spec.name}-{eval_set}",
+            submit({"kind": "evaluate", "name": f"{v.spec.name}-{eval_set.replace(':', '-')}",
                     "evaluate": EvaluateJobConfig(run=v.spec.name, eval_set=eval_set, n=int(n),
                                                   questions=questions),
                     "backend": v.backend, "address": v.spec.address, "storage": v.spec.storage,

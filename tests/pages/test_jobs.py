@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -97,6 +98,11 @@ def test_submit_a_tiny_local_job_follow_it_and_evaluate_it(tiny_env) -> None:
     assert at.get("plotly_chart"), "the loss curve is drawn"
     assert "adapter saved to" in at.code[0].value
 
+    # Labelled sets saved from the Compare page are offered beside the built-in held-out sets.
+    paths.labelled_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(paths.labelled_dir / "mine.npz", images=np.zeros((2, 28, 28), np.uint8), counts=np.zeros((2, 8), np.int64))
+    run(at)
+    assert "file:mine" in at.selectbox(key=f"jobs_eval_set_{job['id']}").options
     at.number_input(key=f"jobs_eval_n_{job['id']}").set_value(2)
     next(b for b in at.button if b.label == "Evaluate this run").click()
     run(at)
