@@ -33,9 +33,9 @@ from torch import nn
 
 from interp.interpreters.probe import N_FILTERS, N_LEVELS, SIDE, bins_from_encodings
 from interp.interpreters.prompt import ANSWER_SIGNIFIER, INPUT_SIGNIFIER, QUESTION_SIGNIFIER
-from interp.interpreters.questions import CURVES, LINES
+from interp.interpreters.questions import CURVES, LINES, make_question, parse_question
 from interp.interpreters.stopping import StopOnStrings
-from interp.language import OUTPUT_SIGNIFIER, SHAPES
+from interp.language import OUTPUT_SIGNIFIER, SHAPES, counts_from_vector, format_description
 
 READER_FILE = "reader.safetensors"
 READER_CONFIG = "reader_config.json"
@@ -287,14 +287,14 @@ class ReaderInterpreter:
         return torch.as_tensor(bins_from_encodings(list(encodings), self.encoder), dtype=torch.long)
 
     def _embed_rows(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        """One unpadded embedding row per image: prefix + soft tokens + its suffix ids (one connector call)."""
+        """One unpadded embedding row per image: prefix + soft tokens + its suffix ids (`ReaderModel.embed`
+        on right-padded ids, so one connector call for the batch)."""
         m = self.model
-        device = m.connector.positions.device
-        embed = m.llm.get_input_embeddings()
-        soft, _ = m.connector(bins.to(device))
-        prefix = embed(torch.tensor(m.prefix_ids, device=device))
-        return [torch.cat([prefix, soft[r].to(prefix.dtype), embed(torch.tensor(list(ids), device=device, dtype=torch.long))])
-                for r, ids in enumerate(suffix_ids)]
+        rows = [m.prefix_ids + [0] * m.n_tokens + list(ids) for ids in suffix_ids]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows], device=m.connector.positions.device)
+        emb, _ = m.embed(ids, bins)
+        return [emb[i, : len(r)] for i, r in enumerate(rows)]
 
     def _pad_embedding(self) -> torch.Tensor:
         tok, m = self.tokenizer, self.model
@@ -375,6 +375,7 @@ class ReaderInterpreter:
             logits = self.model.llm(inputs_embeds=embeds, attention_mask=mask,
                                     position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep).logits
         accepted, done = [], []
+        eos = self.tokenizer.eos_token_id
         for r, d in enumerate(draft_ids):
             greedy = logits[r, keep - len(d) - 1 :].argmax(-1).tolist()  # from the token before the draft
             k = 0
@@ -382,7 +383,6 @@ class ReaderInterpreter:
                 k += 1
             ids = d[:k] + [greedy[k]] if k < len(d) else list(d)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            eos = self.tokenizer.eos_token_id
             accepted.append(ids)
             done.append(_stop_index(text) != -1 or (eos is not None and eos in ids) or len(ids) >= max_new_tokens)
         return accepted, done
@@ -391,12 +391,8 @@ class ReaderInterpreter:
         """Each row's draft answer from the connector's own count head (a description for None, else the
         answer to a grounded question; None where the question is not one). Drafts only speed decoding
         up: `_verify` keeps what the LLM itself would say."""
-        from interp.interpreters.questions import make_question, parse_question
-        from interp.language import counts_from_vector, format_description
-
-        _, _, logits = self.model.connector.features(bins)
         out: list[str | None] = []
-        for vec, q in zip(logits[:, : len(SHAPES)].argmax(-1).cpu().numpy(), questions, strict=True):
+        for vec, q in zip(self._head_counts(bins), questions, strict=True):
             counts = counts_from_vector(vec)
             if q is None:
                 out.append(format_description(counts))
@@ -425,7 +421,11 @@ class ReaderInterpreter:
     @torch.no_grad()
     def read_counts(self, encodings: Sequence[str]) -> np.ndarray:
         """int64 [n, 8]: the connector's own count head (what the shape tokens carry)."""
-        _, _, logits = self.model.connector.features(self._bins(encodings))
+        return self._head_counts(self._bins(encodings))
+
+    def _head_counts(self, bins: torch.Tensor) -> np.ndarray:
+        """int64 [n, 8]: the count head's shape-type rows (not its group sums), argmax."""
+        _, _, logits = self.model.connector.features(bins)
         return logits[:, : len(SHAPES)].argmax(-1).cpu().numpy().astype(np.int64)
 
     def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
