@@ -51,7 +51,8 @@ GROUPS: dict[str, tuple[int, ...]] = {
     "shapes": tuple(range(len(SHAPES))),
 }
 """The sums the grounded questions ask for (`interp.interpreters.questions`), as indices into SHAPES."""
-SUMMARIES = {"shapes+groups": len(SHAPES) + len(GROUPS), "shapes": len(SHAPES), "pooled": 1, "none": 0}
+SUMMARIES = {"digits": len(SHAPES), "shapes+groups": len(SHAPES) + len(GROUPS), "shapes": len(SHAPES), "pooled": 1,
+             "none": 0}
 """Summary kinds → how many soft tokens each adds after the patches."""
 READER_TASKS = {"shapes+groups": "Conv1 activations of an MNIST CNN as 49 patches and 11 counts:"}
 """The prefix text per summary kind where it is not READER_TASK (it names what the soft tokens hold)."""
@@ -74,8 +75,10 @@ class ReaderConfig:
     summary: str = "shapes"
     """What follows the 49 patch tokens: "shapes" (one token per shape type from the count head),
     "shapes+groups" (those, then one token per group sum the questions ask for: curves, straight
-    lines, all shapes; the count head also predicts the sums), "pooled" (one token from the count
-    hidden layer; the first shipped reader) or "none"."""
+    lines, all shapes; the count head also predicts the sums), "digits" (one token per shape type that
+    starts as the LLM's own digit embeddings weighted by the count head's belief, plus a learned
+    residual: the LLM reads each count nearly as the digit it writes), "pooled" (one token from the
+    count hidden layer; the first shipped reader) or "none"."""
 
     def __post_init__(self) -> None:
         if min(self.hidden_size, self.trunk_channels, self.token_channels, self.count_hidden, self.max_count) < 1:
@@ -91,6 +94,11 @@ class ReaderConfig:
     def n_heads(self) -> int:
         """Rows of the count head: one per shape type, plus one per group sum with "shapes+groups"."""
         return len(SHAPES) + (len(GROUPS) if self.summary == "shapes+groups" else 0)
+
+    @property
+    def per_type(self) -> bool:
+        """One summary token per count head row (shape type or group sum)."""
+        return self.summary in ("shapes", "shapes+groups", "digits")
 
     @property
     def task(self) -> str:
@@ -142,9 +150,23 @@ class Connector(nn.Module):
         self.count_out = nn.Linear(cfg.count_hidden, cfg.n_heads * (cfg.max_count + 1))
         self.patch_proj = nn.Sequential(nn.Linear(t, h), nn.GELU(), nn.Linear(h, h))
         self.positions = nn.Parameter(torch.randn((SIDE // 2) ** 2, h) * 0.02)
-        width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.summary.startswith("shapes") else 0)
+        width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.per_type else 0)
         self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
             if cfg.summary != "none" else None
+        if cfg.summary == "digits":
+            # The LLM's input embeddings of "0".."max_count" (`set_digit_embeddings`); saved with the weights so
+            # a reader loads without its tokenizer. The residual starts at zero: the tokens start as digits.
+            self.register_buffer("digit_embeddings", torch.zeros(cfg.max_count + 1, h))
+            nn.init.zeros_(self.summary_proj[-1].weight)
+            nn.init.zeros_(self.summary_proj[-1].bias)
+
+    def set_digit_embeddings(self, embeddings: torch.Tensor, tokenizer: Any) -> None:
+        """Copy the rows of the LLM's input ``embeddings`` for the digit tokens "0".."max_count"."""
+        ids = [tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(self.cfg.max_count + 1)]
+        if any(len(i) != 1 for i in ids):
+            raise ValueError(f"the tokenizer splits a digit 0..{self.cfg.max_count} into several tokens: {ids}")
+        with torch.no_grad():
+            self.digit_embeddings.copy_(embeddings[[i[0] for i in ids]].to(self.digit_embeddings))
 
     def features(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, n_heads, max_count + 1])."""
@@ -159,11 +181,14 @@ class Connector(nn.Module):
         tokens = self.patch_proj(patches) + self.positions
         if self.cfg.summary == "pooled":
             tokens = torch.cat([tokens, self.summary_proj(hidden)[:, None]], 1)
-        elif self.cfg.summary.startswith("shapes"):
+        elif self.cfg.per_type:
             n, b = self.cfg.n_heads, len(bins)
             kind = torch.eye(n, device=hidden.device, dtype=hidden.dtype).expand(b, n, n)
-            per_shape = torch.cat([hidden[:, None].expand(b, n, -1), logits.softmax(-1).to(hidden.dtype), kind], -1)
-            tokens = torch.cat([tokens, self.summary_proj(per_shape)], 1)
+            belief = logits.softmax(-1).to(hidden.dtype)
+            per_shape = self.summary_proj(torch.cat([hidden[:, None].expand(b, n, -1), belief, kind], -1))
+            if self.cfg.summary == "digits":
+                per_shape = per_shape + belief @ self.digit_embeddings.to(belief.dtype)
+            tokens = torch.cat([tokens, per_shape], 1)
         return tokens, logits
 
 

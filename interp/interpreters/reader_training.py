@@ -179,7 +179,10 @@ def reader_trainer_class():
 
 def build_reader_model(llm: Any, tokenizer: Any, reader_cfg: ReaderConfig, aux_weight: float) -> ReaderModel:
     device = llm.get_input_embeddings().weight.device
-    model = ReaderModel(llm, Connector(reader_cfg).to(device), prefix_token_ids(tokenizer, reader_cfg.task), aux_weight,
+    connector = Connector(reader_cfg).to(device)
+    if reader_cfg.summary == "digits":
+        connector.set_digit_embeddings(llm.get_input_embeddings().weight, tokenizer)
+    model = ReaderModel(llm, connector, prefix_token_ids(tokenizer, reader_cfg.task), aux_weight,
                         prefix_text=reader_cfg.task)
     if getattr(llm, "hf_device_map", None) is not None:  # placed by device_map: Trainer must not move it
         model.hf_device_map = llm.hf_device_map

@@ -44,6 +44,7 @@ def test_one_hot_bins_is_filter_major() -> None:
 
 
 @pytest.mark.parametrize(("summary", "extra", "heads"), [("shapes+groups", len(SHAPES) + 3, len(SHAPES) + 3),
+                                                          ("digits", len(SHAPES), len(SHAPES)),
                                                           ("shapes", len(SHAPES), len(SHAPES)), ("pooled", 1, len(SHAPES)),
                                                           ("none", 0, len(SHAPES))])
 def test_connector_gives_one_token_per_patch_and_the_summary(summary: str, extra: int, heads: int) -> None:
@@ -69,6 +70,21 @@ def test_shape_tokens_differ_per_type_and_follow_the_count_head() -> None:
         connector.count_out.bias[: 5] += torch.tensor([0.0, 0, 0, 0, 50])  # force "4 diagonals"
     moved, _ = connector(bins)
     assert not torch.allclose(moved[:, 49], tokens[:, 49]) and torch.allclose(moved[:, 50:], tokens[:, 50:])
+
+
+def test_digit_tokens_start_as_the_llms_digits_weighted_by_the_count_head(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tok = tiny_tokenizer(tmp_path)
+    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary="digits")
+    connector, emb = Connector(cfg), torch.randn(tok.vocab_size, 24)
+    connector.set_digit_embeddings(emb, tok)
+    digits = emb[[tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(5)]]
+    with torch.no_grad():
+        connector.count_out.bias[:5] += torch.tensor([0.0, 0, 0, 80, 0])  # "3 diagonals", almost surely
+    tokens, logits = connector(torch.as_tensor(_bins(2)))
+    torch.testing.assert_close(tokens[:, 49], digits[3].expand(2, -1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(tokens[:, 49:], logits.softmax(-1) @ digits)  # the residual starts at zero
+    assert torch.equal(Connector(cfg).state_dict()["digit_embeddings"], torch.zeros(5, 24))  # saved with the weights
 
 
 def test_group_heads_learn_the_sums_the_questions_ask_for() -> None:
@@ -191,6 +207,20 @@ def test_reader_finetune_trains_connector_and_lora_only(tiny: dict, paths) -> No
     assert interp.read_counts(encodings).shape == (3, len(SHAPES))
     streamed = "".join(interp.stream(build_question(encodings[0], "How many curves?", "paper"), max_new_tokens=5))
     assert "\n" not in streamed and "###" not in streamed
+
+
+def test_a_digit_token_reader_trains_saves_and_reloads_its_digits(tiny: dict, paths) -> None:
+    from interp.interpreters.registry import load_interpreter
+
+    result = finetune(_cfg(tiny, reader_summary="digits", max_steps=2, eval_steps=0), paths.models_dir,
+                      paths.datasets_dir, progress=False)
+    emb = result.model.llm.get_input_embeddings().weight
+    digits = [tiny["tok"](str(k), add_special_tokens=False)["input_ids"][0] for k in range(5)]
+    torch.testing.assert_close(result.model.connector.digit_embeddings, emb[digits].detach())
+    interp = load_interpreter(str(tiny["tmp"] / "run"), paths.models_dir, device="cpu")
+    assert interp.model.connector.cfg.summary == "digits"
+    torch.testing.assert_close(interp.model.connector.digit_embeddings, emb[digits].detach())
+    assert len(interp.describe([get_encoder("paper").encode(_bins(1)[0])], max_new_tokens=3)) == 1
 
 
 def test_reader_resumes_from_its_checkpoint_without_a_second_warm_up(tiny: dict, paths) -> None:
