@@ -207,18 +207,20 @@ if asked:
                 threads[keys[s]] = chat.start_conversation(db, asked, ref, encoding, choice.encoder,
                                                            threshold_name, s)
             cid = threads[keys[s]]
-            prompt = chat.ask(db, cid, asked)
-            last_prompt[keys[s]] = prompt
-            with boxes[s]:
-                with st.chat_message("user"):
-                    st.markdown(asked)
-                with st.chat_message("assistant"):
-                    pieces = interpreters[s].stream(prompt, max_new_tokens=int(max_new),
-                                                    temperature=float(temperature), stop_event=event)
-                    try:
-                        st.write_stream(chat.record_stream(pieces, chat.answer_saver(db, cid)))
-                    except Exception as exc:  # generation failed: the partial answer is already stored
-                        st.error(f"Generation failed: {exc}")
+            reader = getattr(interpreters[s], "kind", None) == "reader"
+            for question in chat.turns_to_ask(chat.load_thread(db, cid).turns, asked, reader):
+                prompt = chat.ask(db, cid, question)
+                last_prompt[keys[s]] = prompt
+                with boxes[s]:
+                    with st.chat_message("user"):
+                        st.markdown(question)
+                    with st.chat_message("assistant"):
+                        pieces = interpreters[s].stream(prompt, max_new_tokens=int(max_new),
+                                                        temperature=float(temperature), stop_event=event)
+                        try:
+                            st.write_stream(chat.record_stream(pieces, chat.answer_saver(db, cid)))
+                        except Exception as exc:  # generation failed: the partial answer is already stored
+                            st.error(f"Generation failed: {exc}")
         st.rerun()
 
 if main_thread is not None:

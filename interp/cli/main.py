@@ -213,14 +213,16 @@ def _print_run_metrics(run_id: str, eval_set: str, metrics: dict, as_json: bool)
     if metrics.get("qa"):
         qa = metrics["qa"]
         print(f"  {'qa_accuracy':<14} {qa['accuracy']:.4f}  (n {qa['n']}; "
-              + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in qa["by_kind"].items()) + ")")
+              + ", ".join(f"{k} {v['accuracy']:.2f}" for k, v in qa["by_kind"].items()) + ")"
+              + ("; asked after its own description" if qa.get("describe_first") else ""))
 
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace, paths: Paths) -> int:
     run_id, metrics = evaluate_spec(args.run, args.set, paths, n=args.n, batch_size=args.batch_size,
                                     run_id=args.run_id, offset=args.offset, dataset=args.dataset,
-                                    progress=not args.json, questions=args.questions)
+                                    progress=not args.json, questions=args.questions,
+                                    describe_first=False if args.ask_directly else None)
     _print_run_metrics(run_id, eval_set_name(args.set), metrics, args.json)
     return 0
 
@@ -398,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default: the one recorded with the adapter)")
     p.add_argument("--questions", action="store_true",
                    help="also ask one grounded count question per image and report the answers' accuracy")
+    p.add_argument("--ask-directly", action="store_true",
+                   help="with --questions: ask each question as the first turn, even to a reader (which is "
+                        "otherwise asked after its own description, as the Chat page asks it)")
     _add_eval_options(p)
     p.set_defaults(cmd="evaluate")
     bl = sub.add_parser("baseline", help="majority and activation-probe baselines").add_subparsers(

@@ -47,7 +47,7 @@ from interp.evaluation.labelled_sets import labelled_set_name, load_labelled_set
 from interp.evaluation.metrics import aggregate_scores, score_sample
 from interp.evaluation.shipped import SHIPPED_KEY
 from interp.interpreters.dataset import LabelledImages, annotated_mnist, synthetic_images
-from interp.interpreters.questions import answer_all, eval_questions, score_answers
+from interp.interpreters.questions import answer_all, describes_first, eval_questions, score_answers
 from interp.interpreters.registry import load_interpreter
 from interp.interpreters.training import resolve_dataset
 from interp.jsonl import read_jsonl, read_manifest
@@ -373,14 +373,20 @@ def evaluate(interpreter, eval_rows: Sequence[dict], run_id: str, store, batch_s
 
 
 def evaluate_questions(interpreter, eval_rows: Sequence[dict], run_id: str, store, eval_set: str = "syn_eval",
-                       seed: int = 0, progress: bool = False) -> dict:
+                       seed: int = 0, progress: bool = False, describe_first: bool | None = None) -> dict:
     """Ask one grounded count question per row (`interp.interpreters.questions.eval_questions`), score the numbers the
-    answers give, and add ``qa_accuracy`` / ``qa`` to the run's stored metrics on ``eval_set``."""
+    answers give, and add ``qa_accuracy`` / ``qa`` to the run's stored metrics on ``eval_set``.
+
+    ``describe_first`` (default: as the Chat page asks this interpreter, `describes_first`): each question
+    follows the interpreter's own description; ``qa["describe_first"]`` records which way it was asked.
+    """
 
     counts = np.array([counts_to_vector(r["counts"]) for r in eval_rows], dtype=np.int64).reshape(-1, len(SHAPES))
     questions = eval_questions(counts, seed)
-    answers = answer_all(interpreter, [r["encoding"] for r in eval_rows], questions, progress=progress)
-    qa = score_answers(questions, answers)
+    first = describes_first(interpreter) if describe_first is None else describe_first
+    answers = answer_all(interpreter, [r["encoding"] for r in eval_rows], questions, progress=progress,
+                         describe_first=first)
+    qa = {**score_answers(questions, answers), "describe_first": first}
     qa["examples"] = [{"index": r["index"], "question": q.text, "answer": a, "truth": q.truth}
                       for r, q, a in list(zip(eval_rows, questions, answers, strict=True))[:20]]
     stored = store.get_metrics(run_id)
@@ -392,7 +398,8 @@ def evaluate_questions(interpreter, eval_rows: Sequence[dict], run_id: str, stor
 
 def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_size: int = 8,
                   run_id: str | None = None, offset: int = 0, dataset: str | None = None,
-                  progress: bool = True, questions: bool = False) -> tuple[str, dict]:
+                  progress: bool = True, questions: bool = False,
+                  describe_first: bool | None = None) -> tuple[str, dict]:
     """`python -m interp evaluate`: load ``spec`` (a run/adapter folder or base:PRESET), evaluate, store."""
 
     check_eval_set(eval_set, paths)
@@ -406,7 +413,8 @@ def evaluate_spec(spec: str, eval_set: str, paths, n: int = DEFAULT_N, batch_siz
     metrics = evaluate(interpreter, es.rows, run_id, store, batch_size, progress,
                        eval_set=eval_set, config={"spec": spec, **es.config()}, path=path)
     if questions:
-        qa = evaluate_questions(interpreter, es.rows, run_id, store, eval_set, progress=progress)
+        qa = evaluate_questions(interpreter, es.rows, run_id, store, eval_set, progress=progress,
+                                describe_first=describe_first)
         metrics = {**metrics, "qa_accuracy": qa["accuracy"], "qa": qa}
     return run_id, metrics
 

@@ -218,6 +218,17 @@ def turn_prompt(question: str) -> str:
     return f"{QUESTION_SIGNIFIER} {question.strip()}\n{ANSWER_SIGNIFIER} "
 
 
+def turns_to_ask(turns: Sequence[Turn], question: str, reader: bool) -> list[str]:
+    """The questions to send for ``question``: a reader asked a count question before any description
+    first describes the image, as a visible turn of its own, then answers with that in context. It was
+    trained on such conversations and answers sums better after writing the counts out (count-QA 0.95
+    against 0.89 asked first, README)."""
+    described = any(is_describe(t.question) and t.answer for t in turns)
+    if reader and not described and not is_describe(question) and parse_question(question) is not None:
+        return [PRESET_QUESTIONS["describe"], question]
+    return [question]
+
+
 def build_chat_prompt(head: str, turns: Sequence[Turn], question: str) -> str:
     """head + every answered earlier turn + the new question. Unanswered turns are left out.
 

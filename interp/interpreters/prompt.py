@@ -49,6 +49,9 @@ def build_training_text(encoding: str, description: str, encoder: str = "paper")
     return build_prompt(encoding, encoder), description + "\n"
 
 
-def build_question(encoding: str, question: str, encoder: str = "paper") -> str:
-    """A free question about the activations (§4.2), answered after the answer signifier."""
-    return f"{task_text(encoder)}\n{INPUT_SIGNIFIER} {encoding}\n{QUESTION_SIGNIFIER} {question}\n{ANSWER_SIGNIFIER} "
+def build_question(encoding: str, question: str, encoder: str = "paper", description: str | None = None) -> str:
+    """A free question about the activations (§4.2), answered after the answer signifier; with a
+    ``description``, asked as the second turn after it (as the Chat page asks after "describe")."""
+    before = "" if description is None else f"{OUTPUT_SIGNIFIER} {description.strip()}\n"
+    return (f"{task_text(encoder)}\n{INPUT_SIGNIFIER} {encoding}\n{before}"
+            f"{QUESTION_SIGNIFIER} {question}\n{ANSWER_SIGNIFIER} ")

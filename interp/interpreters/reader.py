@@ -437,9 +437,14 @@ class ReaderInterpreter:
                                   drafts=self.drafts(bins, [None] * len(chunk)))
         return out
 
-    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
-        """Greedy answers, one question per encoding, as a first chat turn (`build_question`)."""
-        suffixes = [f"\n{QUESTION_SIGNIFIER} {q.strip()}\n{ANSWER_SIGNIFIER}" for q in questions]
+    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96,
+                         descriptions: Sequence[str] | None = None) -> list[str]:
+        """Greedy answers, one question per encoding: a first chat turn (`build_question`), or the second
+        after the reader's own ``descriptions`` (the Chat page's describe-first turn)."""
+        before = [f"\n{OUTPUT_SIGNIFIER} {d.strip()}" for d in descriptions] if descriptions is not None \
+            else [""] * len(questions)
+        suffixes = [f"{b}\n{QUESTION_SIGNIFIER} {q.strip()}\n{ANSWER_SIGNIFIER}"
+                    for b, q in zip(before, questions, strict=True)]
         bins = self._bins(encodings)
         return self._generate(bins, suffixes, max_new_tokens, drafts=self.drafts(bins, list(questions)))
 

@@ -67,9 +67,13 @@ class HFInterpreter:
             out += [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
         return out
 
-    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
-        """Greedy answers, one question per encoding, as a first chat turn (`build_question`); one line each."""
-        prompts = [build_question(e, q.strip(), self.encoder) for e, q in zip(encodings, questions, strict=True)]
+    def answer_questions(self, encodings: Sequence[str], questions: Sequence[str], max_new_tokens: int = 96,
+                         descriptions: Sequence[str] | None = None) -> list[str]:
+        """Greedy answers, one question per encoding, as a first chat turn (`build_question`), or after
+        the interpreter's own ``descriptions``; one line each."""
+        descriptions = [None] * len(questions) if descriptions is None else descriptions
+        prompts = [build_question(e, q.strip(), self.encoder, d)
+                   for e, q, d in zip(encodings, questions, descriptions, strict=True)]
         return [cut_at_stop(t) for t in self._generate(prompts, max_new_tokens, 0.0, STOP_STRINGS)]
 
     def stream(self, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,

@@ -222,3 +222,13 @@ def test_check_answer_sets_a_description_or_a_count_answer_beside_the_reference(
     exists = chat.check_answer("Is there a vertical in the image?", "Yes, 1 vertical.", PROBE_SAYS)
     assert (exists.stated, exists.reference, exists.agrees) == (1, 0, False)
     assert chat.check_answer(PRESET_QUESTIONS["origin"], "From MNIST.", PROBE_SAYS) is None
+
+
+def test_a_reader_describes_before_its_first_count_question() -> None:
+    describe, q = PRESET_QUESTIONS["describe"], "How many curves are in the image?"
+    assert chat.turns_to_ask([], q, reader=True) == [describe, q]
+    assert chat.turns_to_ask([], q, reader=False) == [q]  # text interpreters are asked as in §4.2
+    assert chat.turns_to_ask([chat.Turn(describe, "Image with 1 shape: 1 corner")], q, reader=True) == [q]
+    assert chat.turns_to_ask([chat.Turn(describe)], q, reader=True) == [describe, q]  # never answered
+    assert chat.turns_to_ask([], "What colour is it?", reader=True) == ["What colour is it?"]  # not a count question
+    assert chat.turns_to_ask([], describe, reader=True) == [describe]

@@ -9,6 +9,7 @@ from interp.interpreters.questions import (
     Question,
     answer_all,
     answer_count,
+    describes_first,
     eval_questions,
     make_question,
     parse_question,
@@ -92,6 +93,39 @@ def test_answer_all_falls_back_to_streaming() -> None:
     q = [make_question("count", COUNTS, "corner")]
     assert answer_all(Streams(), ["fzz"], q) == ["2 corners."]
     assert isinstance(q[0], Question)
+
+
+def test_describe_first_asks_each_question_after_the_interpreters_own_description() -> None:
+    from interp.interpreters.prompt import build_prompt, build_question
+
+    seen: list[str] = []
+
+    class Streams:
+        encoder = "paper"
+
+        def stream(self, prompt: str, max_new_tokens: int = 64):
+            seen.append(prompt)
+            yield "Image with 1 shape: 1 corner" if prompt.endswith("### Output: ") else "1 corner."
+
+    q = [make_question("count", COUNTS, "corner")]
+    assert answer_all(Streams(), ["fzz"], q, describe_first=True) == ["1 corner."]
+    assert seen == [build_prompt("fzz"), build_question("fzz", q[0].text, "paper", "Image with 1 shape: 1 corner")]
+    assert "### Output: Image with 1 shape: 1 corner\n### Question: " in seen[1]
+
+    class Batched:
+        kind, encoder = "reader", "paper"
+
+        def describe(self, encodings):
+            return [f"desc of {e}" for e in encodings]
+
+        def answer_questions(self, encodings, questions, descriptions=None):
+            return [f"{d} | {q}" for d, q in zip(descriptions or [None] * len(questions), questions, strict=True)]
+
+    two = [make_question("total", COUNTS), make_question("curves", COUNTS)]
+    assert answer_all(Batched(), ["a", "b"], two, batch_size=1, describe_first=True) == [
+        f"desc of a | {two[0].text}", f"desc of b | {two[1].text}"]
+    assert answer_all(Batched(), ["a"], two[:1]) == [f"None | {two[0].text}"]
+    assert describes_first(Batched()) and not describes_first(Streams())
 
 
 @pytest.mark.parametrize("text,kind,shape", [

@@ -283,6 +283,11 @@ def test_reader_stream_equals_its_greedy_answer_and_can_be_stopped(tmp_path: Pat
     prompt = build_question(enc, "How many corners are there?", "paper")
     streamed = "".join(reader.stream(prompt, max_new_tokens=8))
     assert streamed == reader.answer_questions([enc], ["How many corners are there?"], max_new_tokens=8)[0]
+    # After its description, as the Chat page asks: the same text as the chat prompt with that turn.
+    told = "Image with 1 shape: 1 corner"
+    second = "".join(reader.stream(build_question(enc, "How many corners are there?", "paper", told), max_new_tokens=8))
+    assert second == reader.answer_questions([enc], ["How many corners are there?"], max_new_tokens=8,
+                                             descriptions=[told])[0]
     stop = threading.Event()
     stop.set()
     assert "".join(reader.stream(prompt, max_new_tokens=8, stop_event=stop)) == ""

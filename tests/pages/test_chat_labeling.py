@@ -201,6 +201,27 @@ def test_chat_streams_a_tiny_activation_reader(app_paths: Paths, tmp_path: Path)
     assert messages[2].content == first
 
 
+def test_a_reader_asked_a_count_question_first_describes_the_image(app_paths: Paths, tmp_path: Path) -> None:
+    """The describe turn is sent and stored before the question, and the answer has it in context."""
+    from tests.interpreters.test_reader import _tiny_reader
+
+    reader = _tiny_reader(tmp_path)
+    at = page("chat", {"interpreter_override": reader})
+    at.slider(key="chat_max_tokens").set_value(16)
+    at.chat_input(key="chat_input").set_value("How many curves are in the image?").run()
+    assert not at.exception, at.exception
+    [conv] = Store(app_paths.db_path).list_conversations().itertuples()
+    messages = Store(app_paths.db_path).get_messages(conv.id)
+    assert [(m.role, m.content) for m in messages[1::2]] == [
+        ("user", PRESET_QUESTIONS["describe"]), ("user", "How many curves are in the image?")]
+    told = reader.describe([conv.encoding], max_new_tokens=16)[0]
+    assert messages[2].content == told
+    assert messages[4].content == reader.answer_questions([conv.encoding], ["How many curves are in the image?"],
+                                                          max_new_tokens=16, descriptions=[told])[0]
+    at.chat_input(key="chat_input").set_value("How many corners are there?").run()  # described already
+    assert len(Store(app_paths.db_path).get_messages(conv.id)) == 7
+
+
 def test_chat_without_any_model_says_what_to_run(app_paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("interp.interpreters.chat.is_fetched", lambda *a, **k: False)
     at = page("chat")
