@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.interpreters.probe import N_FILTERS, N_LEVELS, SIDE, bins_from_encodings
+from interp.interpreters.probe import N_LEVELS, bins_from_encodings
 from interp.interpreters.prompt import ANSWER_SIGNIFIER, INPUT_SIGNIFIER, QUESTION_SIGNIFIER
 from interp.interpreters.questions import CURVES, LINES, make_question, parse_question
 from interp.interpreters.stopping import StopOnStrings
 from interp.language import OUTPUT_SIGNIFIER, SHAPES, counts_from_vector, format_description
+from interp.target.layers import DEFAULT_LAYER, Layer, get_layer
 
 READER_FILE = "reader.safetensors"
 READER_CONFIG = "reader_config.json"
@@ -73,22 +74,39 @@ class ReaderConfig:
     max_count: int = 4
     """Largest count class per shape type (§3.1: 0–4 of each type)."""
     summary: str = "shapes"
-    """What follows the 49 patch tokens: "shapes" (one token per shape type from the count head),
+    """What follows the patch tokens: "shapes" (one token per shape type from the count head),
     "shapes+groups" (those, then one token per group sum the questions ask for: curves, straight
     lines, all shapes; the count head also predicts the sums), "digits" (one token per shape type that
     starts as the LLM's own digit embeddings weighted by the count head's belief, plus a learned
     residual: the LLM reads each count nearly as the digit it writes), "pooled" (one token from the
     count hidden layer; the first shipped reader) or "none"."""
+    layer: str = DEFAULT_LAYER
+    """The target CNN's layer whose bins the reader reads (`interp.target.layers`): conv1 [8, 14, 14] is
+    pooled to 7 × 7 patch tokens by the trunk, conv2 [16, 7, 7] is read at 7 × 7 as it is."""
 
     def __post_init__(self) -> None:
+        get_layer(self.layer)  # a clear error naming the registered layers
         if min(self.hidden_size, self.trunk_channels, self.token_channels, self.count_hidden, self.max_count) < 1:
             raise ValueError("every ReaderConfig width and max_count must be ≥ 1")
         if self.summary not in SUMMARIES:
             raise ValueError(f"summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
 
     @property
+    def spec(self) -> Layer:
+        return get_layer(self.layer)
+
+    @property
+    def pool(self) -> int:
+        """The trunk's max-pool: 2 on conv1's 14 × 14 maps, none on conv2's 7 × 7 (49 patch tokens either way)."""
+        return 2 if self.spec.side >= 14 else 1
+
+    @property
+    def n_patches(self) -> int:
+        return (self.spec.side // self.pool) ** 2
+
+    @property
     def n_tokens(self) -> int:
-        return (SIDE // 2) ** 2 + SUMMARIES[self.summary]
+        return self.n_patches + SUMMARIES[self.summary]
 
     @property
     def n_heads(self) -> int:
@@ -103,7 +121,8 @@ class ReaderConfig:
     @property
     def task(self) -> str:
         """The prefix text a new reader of this config is trained with."""
-        return READER_TASKS.get(self.summary, READER_TASK)
+        task = READER_TASKS.get(self.summary, READER_TASK)
+        return task if self.layer == DEFAULT_LAYER else task.replace("Conv1", self.layer.capitalize(), 1)
 
     def targets(self, counts: torch.Tensor) -> torch.Tensor:
         """counts [b, 8] → the count head's targets [b, n_heads]: the counts, then the group sums."""
@@ -125,12 +144,25 @@ class ReaderConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def one_hot_bins(bins: torch.Tensor) -> torch.Tensor:
-    """int bins [b, 8, 14, 14] (0..4) → float [b, 40, 14, 14], filter-major (filter f, level l at 5f + l)."""
-    if bins.ndim != 4 or tuple(bins.shape[1:]) != (N_FILTERS, SIDE, SIDE):
-        raise ValueError(f"bins must be [b, 8, 14, 14], got {list(bins.shape)}")
-    oh = nn.functional.one_hot(bins.long().clamp(0, N_LEVELS - 1), N_LEVELS)  # [b, 8, 14, 14, 5]
-    return oh.permute(0, 1, 4, 2, 3).reshape(len(bins), N_FILTERS * N_LEVELS, SIDE, SIDE).float()
+def check_bins(bins: Any, layer: str | Layer = DEFAULT_LAYER) -> None:
+    """ValueError naming both layers when ``bins`` [b, C, S, S] are not ``layer``'s maps."""
+    spec = get_layer(layer)
+    if bins.ndim != 4 or tuple(bins.shape[1:]) != spec.shape:
+        from interp.target.layers import layer_of_shape
+
+        try:
+            theirs = f"{layer_of_shape(bins.shape).describe('b')} bins"
+        except ValueError:
+            theirs = f"bins of shape {list(bins.shape)}"
+        raise ValueError(f"this reader reads {spec.describe('b')}; got {theirs}")
+
+
+def one_hot_bins(bins: torch.Tensor, layer: str | Layer = DEFAULT_LAYER) -> torch.Tensor:
+    """int bins [b, C, S, S] (0..4) of ``layer`` → float [b, 5C, S, S], filter-major (filter f, level l at 5f + l)."""
+    check_bins(bins, layer)
+    c, side = get_layer(layer).channels, get_layer(layer).side
+    oh = nn.functional.one_hot(bins.long().clamp(0, N_LEVELS - 1), N_LEVELS)  # [b, C, S, S, 5]
+    return oh.permute(0, 1, 4, 2, 3).reshape(len(bins), c * N_LEVELS, side, side).float()
 
 
 class Connector(nn.Module):
@@ -141,15 +173,15 @@ class Connector(nn.Module):
         self.cfg = cfg
         c, t, h = cfg.trunk_channels, cfg.token_channels, cfg.hidden_size
         self.trunk = nn.Sequential(
-            nn.Conv2d(N_FILTERS * N_LEVELS, c, 1), nn.GELU(),
+            nn.Conv2d(cfg.spec.channels * N_LEVELS, c, 1), nn.GELU(),
             nn.Conv2d(c, c, 3, padding=1), nn.GELU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),     # 7 × 7
+            nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.MaxPool2d(cfg.pool),     # 7 × 7
             nn.Conv2d(c, t, 3, padding=1), nn.GELU(),
         )
         self.count_hidden = nn.Sequential(nn.Linear(2 * t, cfg.count_hidden), nn.GELU())
         self.count_out = nn.Linear(cfg.count_hidden, cfg.n_heads * (cfg.max_count + 1))
         self.patch_proj = nn.Sequential(nn.Linear(t, h), nn.GELU(), nn.Linear(h, h))
-        self.positions = nn.Parameter(torch.randn((SIDE // 2) ** 2, h) * 0.02)
+        self.positions = nn.Parameter(torch.randn(cfg.n_patches, h) * 0.02)
         width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.per_type else 0)
         self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
             if cfg.summary != "none" else None
@@ -170,7 +202,7 @@ class Connector(nn.Module):
 
     def features(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, n_heads, max_count + 1])."""
-        x = self.trunk(one_hot_bins(bins.to(self.positions.device)))  # [b, t, 7, 7]
+        x = self.trunk(one_hot_bins(bins.to(self.positions.device), self.cfg.layer))  # [b, t, 7, 7]
         patches = x.flatten(2).transpose(1, 2)
         hidden = self.count_hidden(torch.cat([patches.mean(1), patches.amax(1)], -1))
         logits = self.count_out(hidden).view(len(bins), self.cfg.n_heads, self.cfg.max_count + 1)
@@ -308,8 +340,16 @@ class ReaderInterpreter:
         device = self.model.connector.positions.device.type
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16)
 
+    @property
+    def layer(self) -> str:
+        """The layer whose encodings it reads (evaluation and the pages encode images with it)."""
+        return self.model.connector.cfg.layer
+
     def _bins(self, encodings: Sequence[str]) -> torch.Tensor:
-        return torch.as_tensor(bins_from_encodings(list(encodings), self.encoder), dtype=torch.long)
+        bins = bins_from_encodings(list(encodings), self.encoder)
+        if len(bins):
+            check_bins(bins, self.layer)
+        return torch.as_tensor(bins, dtype=torch.long)
 
     def _embed_rows(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]]) -> list[torch.Tensor]:
         """One unpadded embedding row per image: prefix + soft tokens + its suffix ids (`ReaderModel.embed`
@@ -360,15 +400,41 @@ class ReaderInterpreter:
     def _decode_with_drafts(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]],
                             draft_ids: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         """The greedy new token ids per row: the draft checked in one pass (`_verify`), then token by
-        token only for the rows where the draft went wrong before a stop string."""
-        accepted, done = self._verify(bins, suffix_ids, draft_ids, max_new_tokens)
+        token only for the rows where the draft went wrong before a stop string, on the verify pass's
+        own KV cache (the rejected draft tokens masked out), so nothing is computed twice."""
+        accepted, done, state = self._verify(bins, suffix_ids, draft_ids, max_new_tokens, keep_cache=True)
         todo = [r for r in range(len(suffix_ids)) if not done[r]]
         if todo:
-            more = self._generate_ids(bins[todo], [list(suffix_ids[r]) + accepted[r] for r in todo],
-                                      max_new_tokens - min(len(accepted[r]) for r in todo), 0.0, None, None)
-            for r, new in zip(todo, more, strict=True):
-                accepted[r] = accepted[r] + new
+            for r, new in zip(todo, self._continue(state, todo, accepted, max_new_tokens), strict=True):
+                accepted[r] = new
         return [a[:max_new_tokens] for a in accepted]
+
+    def _continue(self, state: tuple[Any, torch.Tensor], todo: Sequence[int], accepted: Sequence[Sequence[int]],
+                  max_new_tokens: int) -> list[list[int]]:
+        """Greedy decoding of rows ``todo`` from the verify pass's cache: each row's last accepted token is
+        the LLM's own (not yet in the cache); the row stops at a stop string, EOS or ``max_new_tokens``."""
+        cache, mask = state
+        index = torch.tensor(todo, device=mask.device)
+        cache.batch_select_indices(index)
+        mask = mask[index]
+        rows = [list(accepted[r]) for r in todo]
+        nxt = torch.tensor([row[-1] for row in rows], device=mask.device)
+        position = mask.sum(-1, keepdim=True)  # valid tokens so far: the next token's position
+        eos = self.tokenizer.eos_token_id
+        live = [True] * len(rows)
+        while any(live):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+            with self._autocast():
+                logits = self.model.llm(input_ids=nxt[:, None], attention_mask=mask, position_ids=position,
+                                        cache=cache, use_cache=True).logits
+            nxt = logits[:, -1].argmax(-1)
+            position = position + 1
+            for i, token in enumerate(nxt.tolist()):
+                if live[i]:
+                    rows[i].append(token)
+                    text = self.tokenizer.decode(rows[i], skip_special_tokens=True)
+                    live[i] = _stop_index(text) == -1 and token != eos and len(rows[i]) < max_new_tokens
+        return rows
 
     def _generate_ids(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], max_new_tokens: int,
                       temperature: float, stop_event: threading.Event | None, streamer: Any) -> list[list[int]]:
@@ -387,18 +453,20 @@ class ReaderInterpreter:
         return [row.tolist() for row in out]
 
     def _verify(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], draft_ids: Sequence[Sequence[int]],
-                max_new_tokens: int) -> tuple[list[list[int]], list[bool]]:
+                max_new_tokens: int, keep_cache: bool = False) -> tuple:
         """Speculative decoding with a draft per row (Leviathan et al. 2023, greedy case): one causal
         forward over prompt + draft gives the LLM's greedy token at every draft position; the draft is
         kept up to its first token the LLM would not have chosen, plus the LLM's own token there.
-        Returns (the LLM's greedy tokens so far, whether each row has reached a stop string)."""
+        Returns (the LLM's greedy tokens so far, whether each row has reached a stop string), and with
+        ``keep_cache`` the pass's (KV cache, attention mask with each row's rejected draft tokens masked)."""
         draft_ids = [list(d)[:max_new_tokens] for d in draft_ids]
         embeds, mask = self._inputs(bins, [list(s) + d for s, d in zip(suffix_ids, draft_ids, strict=True)])
         # Left-padded as generate pads, with the same positions; logits only where a draft token is chosen.
         keep = max(len(d) for d in draft_ids) + 1
         with self._autocast():
-            logits = self.model.llm(inputs_embeds=embeds, attention_mask=mask,
-                                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep).logits
+            out = self.model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=keep_cache,
+                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep)
+        logits, width = out.logits, mask.shape[1]
         accepted, done = [], []
         eos = self.tokenizer.eos_token_id
         for r, d in enumerate(draft_ids):
@@ -406,11 +474,12 @@ class ReaderInterpreter:
             k = 0
             while k < len(d) and d[k] == greedy[k]:
                 k += 1
-            ids = d[:k] + [greedy[k]] if k < len(d) else list(d)
+            ids = d[:k] + [greedy[k]]  # the LLM's own token after what it kept (after the whole draft if k = len(d))
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             accepted.append(ids)
             done.append(_stop_index(text) != -1 or (eos is not None and eos in ids) or len(ids) >= max_new_tokens)
-        return accepted, done
+            mask[r, width - len(d) + k:] = 0  # draft tokens after the first rejected one (none if all kept)
+        return (accepted, done, (out.cache, mask)) if keep_cache else (accepted, done)
 
     def drafts(self, bins: torch.Tensor, questions: Sequence[str | None]) -> list[str | None]:
         """Each row's draft answer from the connector's own count head (a description for None, else the

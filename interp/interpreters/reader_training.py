@@ -41,6 +41,7 @@ from interp.interpreters.training import (
     training_arguments,
 )
 from interp.language import OUTPUT_SIGNIFIER, counts_from_vector, format_description
+from interp.target.layers import DEFAULT_LAYER
 
 WARMUP_FILE = "connector_warmup.safetensors"
 
@@ -198,7 +199,8 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
     setup = prepare_training(cfg, models_dir, datasets_dir)
     out, tokenizer = setup.out, setup.tokenizer
     hidden = setup.model.get_input_embeddings().weight.shape[1]
-    reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary)
+    layer = setup.manifest.get("layer") or setup.manifest.get("config", {}).get("layer") or DEFAULT_LAYER
+    reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary, layer=layer)
     model = build_reader_model(setup.model, tokenizer, reader_cfg, cfg.reader_aux_weight)
 
     encoder = setup.manifest.get("encoder", "paper")  # the rows' encodings decode back to bins exactly

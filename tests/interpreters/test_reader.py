@@ -72,6 +72,21 @@ def test_shape_tokens_differ_per_type_and_follow_the_count_head() -> None:
     assert not torch.allclose(moved[:, 49], tokens[:, 49]) and torch.allclose(moved[:, 50:], tokens[:, 50:])
 
 
+def test_a_conv2_reader_reads_16_maps_of_7_by_7_as_49_patches_and_refuses_conv1_bins() -> None:
+    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, layer="conv2")
+    bins2 = torch.as_tensor(np.random.default_rng(0).integers(0, 5, size=(3, 16, 7, 7)))
+    assert one_hot_bins(bins2, "conv2").shape == (3, 80, 7, 7)
+    tokens, logits = Connector(cfg)(bins2)
+    assert tokens.shape == (3, 49 + len(SHAPES), 24) and cfg.n_tokens == 49 + len(SHAPES)
+    assert logits.shape == (3, len(SHAPES), 5)
+    assert cfg.task.startswith("Conv2 activations") and ReaderConfig().task == READER_TASK
+    assert ReaderConfig.from_dict(cfg.to_dict()) == cfg and ReaderConfig.from_dict({}).layer == "conv1"
+    with pytest.raises(ValueError, match=r"reads \[b, 16, 7, 7\] \(conv2\); got \[b, 8, 14, 14\] \(conv1\) bins"):
+        Connector(cfg)(torch.as_tensor(_bins(1)))
+    with pytest.raises(ValueError, match="conv3"):
+        ReaderConfig(layer="conv3")
+
+
 def test_digit_tokens_start_as_the_llms_digits_weighted_by_the_count_head(tmp_path: Path) -> None:
     torch.manual_seed(0)
     tok = tiny_tokenizer(tmp_path)
@@ -293,16 +308,17 @@ def test_reader_stream_equals_its_greedy_answer_and_can_be_stopped(tmp_path: Pat
     assert "".join(reader.stream(prompt, max_new_tokens=8, stop_event=stop)) == ""
 
 
-def _spy_generate(reader: ReaderInterpreter, monkeypatch) -> list[int]:
-    """Record how many rows each `_generate_ids` call (token-by-token decoding) gets."""
+def _spy_decoding(reader: ReaderInterpreter, monkeypatch) -> list[int]:
+    """Record how many rows each token-by-token decoding call gets (`_continue`, or a fresh `_generate_ids`)."""
     calls: list[int] = []
-    real = reader._generate_ids
+    for name, rows_arg in (("_continue", 1), ("_generate_ids", 1)):
+        real = getattr(reader, name)
 
-    def spy(bins, suffix_ids, *args, **kw):
-        calls.append(len(suffix_ids))
-        return real(bins, suffix_ids, *args, **kw)
+        def spy(*args, _real=real, _i=rows_arg, **kw):
+            calls.append(len(args[_i]))
+            return _real(*args, **kw)
 
-    monkeypatch.setattr(reader, "_generate_ids", spy)
+        monkeypatch.setattr(reader, name, spy)
     return calls
 
 
@@ -321,11 +337,14 @@ def test_drafts_never_change_what_the_reader_says(tmp_path: Path, monkeypatch) -
     # At the token level: the greedy ids as drafts take one forward pass and no decoding loop.
     suffix_ids = reader._ids(suffixes)
     greedy = reader._generate_ids(bins, suffix_ids, 8, 0.0, None, None)
-    calls = _spy_generate(reader, monkeypatch)
+    calls = _spy_decoding(reader, monkeypatch)
     assert reader._decode_with_drafts(bins, suffix_ids, greedy, 8) == greedy and calls == []
     wrong_late = [g[:5] + [(g[5] + 1) % len(reader.tokenizer)] + g[6:] for g in greedy]
     assert reader._decode_with_drafts(bins, suffix_ids, [wrong_late[0], *greedy[1:]], 8) == greedy
     assert calls == [1]  # only the row whose draft went wrong is decoded on, from its 6th token
+    wrong_first = [[(g[0] + 1) % len(reader.tokenizer)] + g[1:] for g in greedy]
+    assert reader._decode_with_drafts(bins, suffix_ids, [wrong_first[0], [], *greedy[2:]], 8) == greedy
+    assert calls == [1, 2]  # a draft wrong at once and an empty one: both continued on the verify pass's cache
 
 
 def test_drafts_come_from_the_count_head_and_the_question(tmp_path: Path) -> None:
