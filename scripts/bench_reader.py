@@ -14,14 +14,17 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 from interp.evaluation.evaluate import (
     evaluate,
     evaluate_questions,
     load_eval_set,
     slug,
 )
+from interp.interpreters.questions import answer_all, eval_questions, score_answers
 from interp.interpreters.registry import load_interpreter
-from interp.language import SHAPES
+from interp.language import SHAPES, counts_to_vector
 from interp.settings import Paths
 from interp.store.db import Store
 
@@ -45,9 +48,16 @@ def bench(spec: str, paths: Paths, n: int, n_questions: int, batch_size: int, fp
         heads = interpreter.read_counts([r["encoding"] for r in es.rows])
         row["count_head_exact"] = float((heads == truth).all(1).mean())
     if n_questions:
+        asked = es.rows[:n_questions]
         t0 = time.perf_counter()
-        row["qa"] = evaluate_questions(interpreter, es.rows[:n_questions], run_id, store)
-        row["answer_s_per_sample"] = (time.perf_counter() - t0) / min(n_questions, len(es.rows))
+        row["qa"] = evaluate_questions(interpreter, asked, run_id, store)  # as the Chat page asks (stored)
+        row["answer_s_per_sample"] = (time.perf_counter() - t0) / len(asked)
+        if row["qa"]["describe_first"]:  # the same questions as a first turn, for comparison (not stored)
+            questions = eval_questions(np.array([counts_to_vector(r["counts"]) for r in asked]), 0)
+            t0 = time.perf_counter()
+            row["qa_direct"] = score_answers(questions, answer_all(interpreter, [r["encoding"] for r in asked],
+                                                                   questions))
+            row["direct_s_per_sample"] = (time.perf_counter() - t0) / len(asked)
     try:  # the store's annotations, else the 60 shipped ones (`evaluate.shipped_annotations`)
         mes = load_eval_set("mnist_eval", interpreter, paths, n=n)
         row["mnist_eval"] = evaluate(interpreter, mes.rows, run_id, store, batch_size, progress=False,
@@ -79,9 +89,13 @@ def main() -> None:
                   f"{m['recall']:.3f} | {m['f1']:.3f} | {m['iou']:.3f} | "
                   f"{'' if qa is None else f'{qa:.3f}'} | {r['describe_s_per_sample']:.3f} | "
                   f"{r.get('answer_s_per_sample', float('nan')):.3f} |")
-        if "qa" in r:
-            print("    count-QA by kind: " + ", ".join(f"{k} {v['accuracy']:.3f} (n {v['n']})"
-                                                  for k, v in r["qa"]["by_kind"].items()))
+        for key, how in (("qa", "as Chat asks"), ("qa_direct", "asked directly, as a first turn")):
+            if key in r:
+                print(f"    count-QA {r[key]['accuracy']:.3f} ({how}"
+                      + ("; after its own description" if r[key].get("describe_first") else "") + ") by kind: "
+                      + ", ".join(f"{k} {v['accuracy']:.3f} (n {v['n']})" for k, v in r[key]["by_kind"].items()))
+        if "direct_s_per_sample" in r:
+            print(f"    {r['direct_s_per_sample']:.3f} s an answer asked directly")
         if "mnist_eval_error" in r or "mnist_eval" not in r:
             print(f"    mnist_eval: {r.get('mnist_eval_error', 'no human MNIST annotations in the store')}")
         if "count_head_exact" in r:
