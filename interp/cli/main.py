@@ -148,7 +148,7 @@ def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
     cfg = config_from_args(DatasetConfig, args)
     manifest = build_dataset_in(paths, cfg)
     print(f"dataset '{cfg.name}' ({manifest['hash']}): {manifest['n_train']} train / {manifest['n_val']} val / "
-          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, encoder '{cfg.encoder}', "
+          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, {cfg.layer}, encoder '{cfg.encoder}', "
           f"thresholds '{manifest['threshold_set']['name']}' → {paths.datasets_dir / cfg.name}")
     return 0
 
