@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bl.add_parser("probe", help="train a small CNN on the binned activations to count shapes, then evaluate")
     p.add_argument("--dataset", required=True, help="dataset name or folder (train split; val for monitoring)")
     p.add_argument("--out", help="folder for the probe's weights (default: runs/<run id>)")
-    add_config_args(p, ProbeConfig)
+    add_config_args(p, ProbeConfig, skip=("layer",))  # the dataset's layer, always
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
 
