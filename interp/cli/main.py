@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from interp.bootstrap import ensure_all, ensure_results
+from interp.bootstrap import ensure_all, ensure_results, shipped_thresholds_path
 from interp.cli import jobs as cli_jobs
 from interp.cli.registry import COMMANDS, command
 from interp.configs import add_config_args, config_from_args
@@ -123,6 +123,10 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
                                         layer=args.layer)
     if args.json_out:
         tset.save(Path(args.json_out))
+    if args.ship:
+        shipped = shipped_thresholds_path(paths.assets_dir, tset.layer)
+        tset.save(shipped)
+        print(f"written to {shipped}: setup loads it as the {tset.layer} default into a store that has none")
 
     Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
                                             make_default=args.make_default, layer=tset.layer)
@@ -359,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-mnist", type=int, default=2000, help="MNIST training images in the reference set")
     p.add_argument("--json-out", help="also write the set as JSON here")
     p.add_argument("--make-default", action="store_true", help="make it the default set (of its layer)")
+    p.add_argument("--ship", action="store_true",
+                   help="also write it as the committed default of its layer (assets/thresholds/default.json for "
+                        "conv1, assets/thresholds/<layer>-default.json otherwise), which setup loads into a fresh store")
     p.add_argument("--layer", default=DEFAULT_LAYER, choices=list_layers(),
                    help="the layer whose activations it bins (conv1: the paper's, what the interpreters read)")
     p.set_defaults(cmd="thresholds calibrate")
