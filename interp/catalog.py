@@ -10,10 +10,7 @@ evaluations, annotations, ratings, chats, jobs and threshold sets.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-from interp.target.layers import DEFAULT_LAYER
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -44,16 +41,6 @@ def shipped_probes(probes_dir: Path) -> list[Path]:
     root = Path(probes_dir)
     return sorted(p for p in root.iterdir() if (p / "model.safetensors").exists() and (p / "config.json").exists()) \
         if root.is_dir() else []
-
-
-def shipped_probe(probes_dir: Path, layer: str = DEFAULT_LAYER) -> Path | None:
-    """The first shipped probe folder (by name) that reads ``layer`` (its ``config.json``; conv1 when it names
-    none, as every probe saved before layers); None if there is none."""
-    for folder in shipped_probes(probes_dir):
-        config = json.loads((folder / "config.json").read_text()).get("config") or {}
-        if config.get("layer", DEFAULT_LAYER) == layer:
-            return folder
-    return None
 
 
 def effect_maps(runs_dir: Path) -> list[Path]:

@@ -8,11 +8,9 @@ reads it from (possibly remote) storage and skips such a line.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from interp.target.layers import DEFAULT_LAYER, get_layer
 
 
 def read_jsonl(path: str | Path, limit: int | None = None,
@@ -49,9 +47,3 @@ def read_manifest(dataset_dir: str | Path) -> dict[str, Any]:
     """A dataset folder's ``manifest.json`` (config, encoder, threshold_set, hash, sizes); {} if absent."""
     path = Path(dataset_dir) / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def manifest_layer(manifest: Mapping[str, Any]) -> str:
-    """The layer a dataset's encodings are of (``"layer"`` in its manifest); conv1 for a manifest written
-    before datasets had a layer (or {} for a folder without one); ValueError for an unknown layer."""
-    return get_layer(manifest.get("layer") or (manifest.get("config") or {}).get("layer") or DEFAULT_LAYER).name

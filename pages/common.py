@@ -274,8 +274,7 @@ def interpreter_choices():
 def probe():
     """The shipped conv1 activation probe (assets/probes/), the reference Chat checks count answers against (any
     interpreter's: it reads the image itself, with its own layer); None if none."""
-    from interp.catalog import shipped_probe
-    from interp.interpreters.probe import ProbeInterpreter
+    from interp.interpreters.probe import ProbeInterpreter, shipped_probe
 
     found = shipped_probe(paths().probes_dir)
     return ProbeInterpreter.load(found) if found else None

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.evaluate import check_eval_set, evaluate, load_eval_set
+from interp.interpreters.dataset import manifest_layer
 from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
 from interp.interpreters.training import resolve_dataset
-from interp.jsonl import manifest_layer, read_jsonl, read_manifest
+from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, format_description
 from interp.names import safe_name
 from interp.store.db import Store

@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from interp.catalog import shipped_probe
 from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
 from interp.interpreters.dataset import synthetic_images
-from interp.interpreters.probe import ProbeInterpreter
+from interp.interpreters.probe import ProbeInterpreter, shipped_probe
 from interp.interventions import Intervention, run_intervened
 from interp.language import PLURALS, SHAPES, SYNTH_SHAPES, parse_description
 from interp.names import safe_name

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,6 +102,12 @@ def annotated_mnist(annotations: list[dict], test_images: np.ndarray) -> Labelle
     idx = np.array(sorted(newest), dtype=np.int64)
     counts = np.array([counts_to_vector(newest[i]["counts"]) for i in idx], np.int64).reshape(len(idx), -1)
     return LabelledImages(test_images[idx], counts, ["mnist"] * len(idx), idx)
+
+
+def manifest_layer(manifest: Mapping[str, Any]) -> str:
+    """The layer a dataset's encodings are of (``"layer"`` in its manifest); conv1 for a manifest written
+    before datasets had a layer (or {} for a folder without one); ValueError for an unknown layer."""
+    return get_layer(manifest.get("layer") or (manifest.get("config") or {}).get("layer") or DEFAULT_LAYER).name
 
 
 def make_rows(data: LabelledImages, encodings: list[str], encoder: str) -> list[dict]:

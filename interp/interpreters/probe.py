@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from interp.catalog import shipped_probes
 from interp.encoding.encoders import get_encoder
 from interp.encoding.thresholds import ThresholdSet
-from interp.jsonl import manifest_layer, read_jsonl, read_manifest
+from interp.interpreters.dataset import manifest_layer
+from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, counts_from_vector, format_description
 from interp.target.layers import DEFAULT_LAYER, Layer, get_layer, layer_of_shape
 
@@ -262,6 +264,15 @@ def load_probe(directory: Path) -> tuple[ProbeNet, ProbeConfig, dict]:
     model = ProbeNet(cfg)
     model.load_state_dict(load_file(str(directory / "model.safetensors")))
     return model.eval(), cfg, meta.get("summary", {})
+
+
+def shipped_probe(probes_dir: Path, layer: str = DEFAULT_LAYER) -> Path | None:
+    """The first shipped probe folder (by name, `interp.catalog.shipped_probes`) that reads ``layer`` (its saved
+    config's; conv1 for one saved before layers); None if there is none."""
+    for folder in shipped_probes(probes_dir):
+        if ProbeConfig.from_dict(json.loads((folder / "config.json").read_text())["config"]).layer == layer:
+            return folder
+    return None
 
 
 @dataclass

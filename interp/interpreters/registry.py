@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters.dataset import manifest_layer
 from interp.interpreters.models import load_model, load_tokenizer, resolve_device
 from interp.interpreters.probe import PROBE_WEIGHTS, ProbeInterpreter
 from interp.interpreters.reader import READER_FILE, ReaderInterpreter, load_reader
 from interp.interpreters.text import HFInterpreter
 from interp.interpreters.training import cpu_has_bf16
-from interp.jsonl import manifest_layer
 
 
 class Interpreter(Protocol):

@@ -261,3 +261,20 @@ def test_baselines_on_a_conv2_dataset_read_and_evaluate_conv2(paths, tiny_conv2_
     assert config["eval_sets"]["syn_eval"]["layer"] == "conv2"
     encodings = store.get_predictions("probe-tiny2", "syn_eval")["prompt_encoding"]
     assert [get_encoder("rle").decode(e).shape for e in encodings] == [(16, 7, 7)] * 6
+
+
+def test_the_shipped_probe_of_a_layer(tmp_path: Path) -> None:
+    from interp.interpreters.probe import shipped_probe
+    from interp.settings import ROOT
+
+    def folder(name: str, config: dict) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+        (tmp_path / name / "config.json").write_text(json.dumps({"config": config, "summary": {}}))
+        return tmp_path / name
+
+    deep = folder("a-deep", {"layer": "conv2"})  # sorts first, reads conv2
+    old = folder("b-old", {"channels": 16})  # saved before layers: conv1
+    assert shipped_probe(tmp_path) == old and shipped_probe(tmp_path, "conv2") == deep
+    assert shipped_probe(tmp_path / "none") is None and shipped_probe(old, "conv2") is None
+    assert shipped_probe(ROOT / "assets" / "probes") == ROOT / "assets" / "probes" / "probe-paper-30k"

@@ -75,7 +75,8 @@ def test_build_in_project_uses_the_stores_annotations_and_lands_in_the_catalog(p
 
 def test_a_conv2_dataset_encodes_conv2_maps_and_its_manifest_says_so(tmp_path: Path, target_model, mnist,
                                                                       conv2_thresholds) -> None:
-    from interp.jsonl import manifest_layer, read_manifest
+    from interp.interpreters.dataset import manifest_layer
+    from interp.jsonl import read_manifest
     from interp.pipeline import encode_images
 
     cfg = DatasetConfig(name="c2", n_synthetic=6, layer="conv2", val_share=0.2, test_share=0.2)
@@ -102,7 +103,7 @@ def test_a_conv2_dataset_encodes_conv2_maps_and_its_manifest_says_so(tmp_path: P
 
 
 def test_an_old_manifest_and_config_read_as_conv1() -> None:
-    from interp.jsonl import manifest_layer
+    from interp.interpreters.dataset import manifest_layer
 
     old = {"config": {"name": "paper-30k", "n_synthetic": 30000, "seed": 0, "threshold_set": None, "encoder": "paper",
                       "val_share": 0.05, "test_share": 0.05, "include_mnist": True},  # paper-30k's, before layers
