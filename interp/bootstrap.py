@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from interp.data.mnist import load_mnist
 from interp.encoding.thresholds import ThresholdSet
@@ -11,6 +12,7 @@ from interp.interpreters.models import fetch_model
 from interp.settings import Paths
 from interp.store.db import Store
 from interp.target.cnn import WEIGHTS_FILE, TargetConfig, save_target, train_target
+from interp.target.layers import DEFAULT_LAYER, list_layers
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -36,14 +38,30 @@ def ensure_all(paths: Paths, fetch_models: bool = True) -> Iterator[str]:
         yield f"LLM '{DEFAULT_MODEL}': {fetch_model(DEFAULT_MODEL, paths.models_dir)}"
 
 
+def shipped_thresholds_path(assets_dir: Path, layer: str = DEFAULT_LAYER) -> Path:
+    """The committed default threshold set of ``layer``: ``assets/thresholds/default.json`` for conv1 (the
+    paper's layer, named before layers existed), ``assets/thresholds/<layer>-default.json`` for another."""
+    name = "default.json" if layer == DEFAULT_LAYER else f"{layer}-default.json"
+    return Path(assets_dir) / "thresholds" / name
+
+
 def ensure_store(paths: Paths) -> Iterator[str]:
-    """Create the store's schema and make the committed default threshold set its default."""
+    """Create the store's schema and make each layer's committed default threshold set its default, where the
+    store has none for that layer (conv1's file must exist; another layer's is loaded when shipped)."""
 
     store = Store(paths.db_path)
-    if store.get_threshold_set() is None:
-        default = ThresholdSet.load(paths.assets_dir / "thresholds" / "default.json")
-        store.save_threshold_set(default.name, default.as_array().tolist(), notes=default.notes, make_default=True)
-    yield f"store: {paths.db_path} (default threshold set '{store.get_threshold_set().name}')"
+    for layer in list_layers():
+        path = shipped_thresholds_path(paths.assets_dir, layer)
+        if store.get_threshold_set(layer=layer) is not None or (layer != DEFAULT_LAYER and not path.exists()):
+            continue
+        default = ThresholdSet.load(path)
+        if default.layer != layer:
+            raise ValueError(f"{path}: a {default.layer} threshold set, expected {layer}'s")
+        store.save_threshold_set(default.name, default.as_array().tolist(), notes=default.notes, make_default=True,
+                                 layer=layer)
+    defaults = [(layer, store.get_threshold_set(layer=layer)) for layer in list_layers()]
+    yield f"store: {paths.db_path} (default threshold set " + ", ".join(
+        f"{layer} '{record.name}'" for layer, record in defaults if record is not None) + ")"
 
 
 def ensure_results(paths: Paths, mnist_source: str) -> Iterator[str]:

@@ -4,9 +4,10 @@
                                                                                      └─language─> counts
 
 `analyze_image` (one image, with the target's prediction: the app's pages), `encode_images` (a batch:
-datasets, evaluation sets), `describe_image` (one image to a parsed description: Labeling, the CLI) and
-`thresholds_for` (which thresholds an interpreter reads with) are what every caller uses; the stages
-themselves live in interp.target, interp.encoding, interp.interpreters and interp.language.
+datasets, evaluation sets), `describe_image` (one image to a parsed description: Labeling, the CLI),
+`thresholds_for` (which thresholds an interpreter reads with) and `interpreter_layer` (which layer's maps
+it reads: conv1, or conv2 [16, 7, 7]) are what every caller uses; the stages themselves live in
+interp.target, interp.encoding, interp.interpreters and interp.language.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import torch
 from torch.nn import functional as F
 
 from interp.encoding.encoders import DEFAULT_ENCODER, LETTERS, bin_activations, encode_activations, get_encoder
-from interp.encoding.thresholds import ThresholdSet
+from interp.encoding.thresholds import ThresholdSet, threshold_table
 from interp.language import parse_description
-from interp.target.activations import capture_conv1, hooked, single_thread
+from interp.target.activations import capture, hooked, single_thread
 from interp.target.cnn import TargetCNN, to_input
 from interp.target.layers import DEFAULT_LAYER, Layer, get_layer
 
@@ -98,20 +99,40 @@ def encode_image(model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet |
 
 
 def encode_images(model: TargetCNN, images: np.ndarray, thresholds: ThresholdSet | np.ndarray,
-                  encoder: str = DEFAULT_ENCODER) -> list[str]:
-    """uint8 images [n, 28, 28] → one c(a) each, batched through the target (datasets, evaluation sets)."""
-    return encode_activations(capture_conv1(model, images), thresholds, encoder)
+                  encoder: str = DEFAULT_ENCODER, layer: str | Layer = DEFAULT_LAYER) -> list[str]:
+    """uint8 images [n, 28, 28] → one c(a) each of ``layer``'s maps, batched through the target (datasets,
+    evaluation sets). Thresholds of another layer are refused (naming both) before the forward pass."""
+    spec = get_layer(layer)
+    get_encoder(encoder)
+    threshold_table(thresholds, spec)  # fail before capturing thousands of images
+    return encode_activations(capture(model, images, spec), thresholds, encoder)
+
+
+def interpreter_layer(reader: Any) -> str:
+    """The layer whose maps an interpreter, probe or app choice reads: its ``layer``, else conv1 (everything
+    made before layers existed reads conv1)."""
+    return get_layer(getattr(reader, "layer", None) or DEFAULT_LAYER).name
 
 
 def thresholds_for(own: ThresholdSet | Mapping | None,
-                   fallback: ThresholdSet | Callable[[], ThresholdSet]) -> ThresholdSet:
-    """The thresholds an interpreter reads with: its own (those its training data used; a dict is read
-    too), else ``fallback`` (the app's active set, the store's default; a callable is called only then)."""
+                   fallback: ThresholdSet | Callable[[], ThresholdSet],
+                   layer: str | Layer = DEFAULT_LAYER) -> ThresholdSet:
+    """The thresholds an interpreter of ``layer`` reads with: its own (those its training data used; a dict is
+    read too), else ``fallback`` (the app's active set, the store's default; a callable is called only then).
+
+    A set of another layer is a ValueError naming both: it would be refused at binning anyway, later.
+    """
+    spec = get_layer(layer)
     if isinstance(own, ThresholdSet):
-        return own
-    if isinstance(own, Mapping):
-        return ThresholdSet.from_dict(dict(own))
-    return fallback() if callable(fallback) else fallback
+        tset = own
+    elif isinstance(own, Mapping):
+        tset = ThresholdSet.from_dict(dict(own))
+    else:
+        tset = fallback() if callable(fallback) else fallback
+    if tset.layer != spec.name:
+        raise ValueError(f"this interpreter reads {spec.name} {list(spec.shape)}; threshold set {tset.name!r} "
+                         f"was made for {tset.layer}: give it a {spec.name} threshold set")
+    return tset
 
 
 @dataclass(frozen=True)
@@ -131,8 +152,9 @@ class Description:
 
 
 def describe_image(interpreter: Any, model: TargetCNN, image: np.ndarray, thresholds: ThresholdSet) -> Description:
-    """One uint8 [28, 28] image → the interpreter's parsed description, encoded with its own encoder."""
-    encoding = encode_image(model, image, thresholds, interpreter.encoder)
+    """One uint8 [28, 28] image → the interpreter's parsed description, encoded with its own encoder and
+    layer (`interpreter_layer`; ``thresholds`` must be of that layer)."""
+    encoding = encode_image(model, image, thresholds, interpreter.encoder, interpreter_layer(interpreter))
     text = interpreter.describe([encoding])[0]
     parsed = parse_description(text)
     return Description(encoding, thresholds.name, text, parsed.counts, parsed.well_formed)
@@ -141,8 +163,10 @@ def describe_image(interpreter: Any, model: TargetCNN, image: np.ndarray, thresh
 def probe_reading(probe: Any, model: TargetCNN, image: np.ndarray,
                   default: ThresholdSet | Callable[[], ThresholdSet]) -> dict[str, int]:
     """The shape counts an activation probe (`interp.interpreters.probe.ProbeInterpreter`) reads in one image,
-    binned with the probe's own thresholds (else ``default``): the reference the Chat page checks answers against."""
-    encoding = encode_image(model, image, thresholds_for(probe.thresholds, default), probe.encoder)
+    of its own layer, binned with its own thresholds (else ``default``): the reference the Chat page checks
+    answers against."""
+    layer = interpreter_layer(probe)
+    encoding = encode_image(model, image, thresholds_for(probe.thresholds, default, layer), probe.encoder, layer)
     return parse_description(probe.describe([encoding])[0]).counts
 
 

@@ -115,8 +115,9 @@ with right:
 if saved is not None and saved.model == spec and saved.encoding:
     encoding, threshold_name = saved.encoding, saved.threshold_set  # exactly what the conversation used
 else:
-    thresholds = thresholds_for(choice.thresholds, active_threshold_set)
-    encoding, threshold_name = encode_image(target_model(), ref.pixels, thresholds, choice.encoder), thresholds.name
+    thresholds = thresholds_for(choice.thresholds, lambda: active_threshold_set(choice.layer), choice.layer)
+    encoding = encode_image(target_model(), ref.pixels, thresholds, choice.encoder, choice.layer)
+    threshold_name = thresholds.name
 targets = [spec] + ([choice.base_spec] if both else [])
 keys = {s: chat.thread_key(s, encoding) for s in targets}
 loaded = {s: chat.load_thread(db, threads[keys[s]]) if keys[s] in threads else None for s in targets}

@@ -272,12 +272,12 @@ def interpreter_choices():
 
 @st.cache_resource(show_spinner="Loading the activation probe…")
 def probe():
-    """The shipped activation probe (assets/probes/), the reference Chat checks count answers against; None if none."""
-    from interp.catalog import shipped_probes
-    from interp.interpreters.probe import ProbeInterpreter
+    """The shipped conv1 activation probe (assets/probes/), the reference Chat checks count answers against (any
+    interpreter's: it reads the image itself, with its own layer); None if none."""
+    from interp.interpreters.probe import ProbeInterpreter, shipped_probe
 
-    found = shipped_probes(paths().probes_dir)
-    return ProbeInterpreter.load(found[0]) if found else None
+    found = shipped_probe(paths().probes_dir)
+    return ProbeInterpreter.load(found) if found else None
 
 
 def active_jobs(kind: str) -> bool:

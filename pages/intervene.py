@@ -48,7 +48,7 @@ st.caption("The causal test: change what one conv1 filter passes on — switch i
            "change acts on the activations through a scoped hook, never on the saved weights.")
 
 image, label = current_image()
-choices = [c for c in interpreter_choices() if c.available]
+choices = [c for c in interpreter_choices() if c.available and c.layer == "conv1"]  # interventions act on conv1
 if not choices:
     st.error("No interpreter can be loaded. Run `python -m interp models fetch smollm2-135m`, then reload.")
     st.stop()

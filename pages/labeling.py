@@ -101,7 +101,7 @@ def suggest(spec: str, index: int) -> None:
     """Ask the best available interpreter for a description of image ``index``; shown, never saved."""
     choice = next(c for c in interpreter_choices() if c.spec == spec)
     try:
-        thresholds = thresholds_for(choice.thresholds, active_threshold_set)
+        thresholds = thresholds_for(choice.thresholds, lambda: active_threshold_set(choice.layer), choice.layer)
         said = describe_image(interpreter(spec), target_model(), test.images[index], thresholds)
     except StoreLockedError as exc:
         note_store_busy("No suggestion (the threshold set is in the store)", exc)

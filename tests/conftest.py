@@ -37,6 +37,17 @@ def target_model():
 
 
 @pytest.fixture(scope="session")
+def conv2_thresholds(target_model):
+    """A conv2 ThresholdSet calibrated like the shipped conv1 default, on 40 generated images (seconds)."""
+    from interp.data.shapes import generate_shapes
+    from interp.encoding.thresholds import calibrate_thresholds
+    from interp.target.activations import blank_response, capture
+
+    acts = capture(target_model, generate_shapes(40, 12345).images, "conv2")
+    return calibrate_thresholds(acts, blank_response(target_model, "conv2"), name="c2")
+
+
+@pytest.fixture(scope="session")
 def mnist():
     """Real MNIST from the project's data folder (setup fetched it)."""
     from interp.data.mnist import load_mnist

@@ -16,6 +16,7 @@ class FakeInterpreter:
     name: str = "fake"
     encoder: str = "paper"
     thresholds: Any = None
+    layer: str = "conv1"
 
     def describe(self, encodings: Sequence[str], max_new_tokens: int = 48) -> list[str]:
         return [self.answer(e) for e in encodings]

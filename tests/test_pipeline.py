@@ -16,7 +16,9 @@ from interp.pipeline import (
     describe_image,
     encode_image,
     encode_images,
+    interpreter_layer,
     next_example,
+    probe_reading,
     thresholds_for,
     to_npy_bytes,
 )
@@ -236,6 +238,48 @@ def test_thresholds_for_prefers_the_interpreters_own_set(default_thresholds):
     assert thresholds_for(own.to_dict(), active) == own
     assert thresholds_for(None, active) is default_thresholds and calls == [1]
     assert thresholds_for(None, default_thresholds) is default_thresholds
+
+
+def test_encode_images_of_conv2_match_the_stages_and_refuse_a_set_of_the_other_layer(
+        target_model, default_thresholds, conv2_thresholds, mnist):
+    from interp.target.activations import capture
+
+    images = mnist.test.images[:4]
+    texts = encode_images(target_model, images, conv2_thresholds, "rle", layer="conv2")
+    assert texts == encode_activations(capture(target_model, images, "conv2"), conv2_thresholds, "rle")
+    assert texts == [encode_image(target_model, im, conv2_thresholds, "rle", "conv2") for im in images]
+    with pytest.raises(ValueError, match=r"threshold set 'c2' was made for conv2 \(16 filters\), but these "
+                                         r"activations are conv1's \[8, 14, 14\]"):
+        encode_images(target_model, images, conv2_thresholds)
+    with pytest.raises(ValueError, match="threshold set 'default' was made for conv1"):
+        encode_images(target_model, images, default_thresholds, layer="conv2")
+
+
+def test_thresholds_for_refuses_a_set_of_another_layer(default_thresholds, conv2_thresholds):
+    assert interpreter_layer(FakeInterpreter(str)) == "conv1"
+    assert interpreter_layer(object()) == "conv1"  # made before layers: conv1
+    assert interpreter_layer(FakeInterpreter(str, layer="conv2")) == "conv2"
+    assert thresholds_for(conv2_thresholds.to_dict(), default_thresholds, "conv2") == conv2_thresholds
+    assert thresholds_for(None, lambda: conv2_thresholds, "conv2") is conv2_thresholds
+    with pytest.raises(ValueError, match=r"this interpreter reads conv2 \[16, 7, 7\]; threshold set 'default' was "
+                                         r"made for conv1: give it a conv2 threshold set"):
+        thresholds_for(None, default_thresholds, "conv2")
+    with pytest.raises(ValueError, match=r"reads conv1 \[8, 14, 14\]; threshold set 'c2' was made for conv2"):
+        thresholds_for(conv2_thresholds, default_thresholds)
+
+
+def test_describe_image_and_probe_reading_encode_the_readers_own_layer(target_model, conv2_thresholds, mnist):
+    image = mnist.test.images[0]
+    seen = []
+    fake = FakeInterpreter(lambda e: seen.append(e) or "Image with 1 shape: 1 corner", layer="conv2")
+    said = describe_image(fake, target_model, image, conv2_thresholds)
+    assert seen == [encode_image(target_model, image, conv2_thresholds, "paper", "conv2")] and len(seen[0]) == 800
+    assert said.thresholds == "c2" and said.counts["corner"] == 1
+
+    probe = FakeInterpreter(lambda e: seen.append(e) or "Image with 1 shape: 1 ellipse", encoder="compact",
+                            thresholds=conv2_thresholds, layer="conv2")
+    assert probe_reading(probe, target_model, image, lambda: pytest.fail("the probe has its own"))["ellipse"] == 1
+    assert seen[-1] == encode_image(target_model, image, conv2_thresholds, "compact", "conv2")
 
 
 def test_describe_image_encodes_with_the_interpreters_encoder_and_parses(target_model, default_thresholds, mnist):

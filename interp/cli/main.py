@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from interp.bootstrap import ensure_all, ensure_results
+from interp.bootstrap import ensure_all, ensure_results, shipped_thresholds_path
 from interp.cli import jobs as cli_jobs
 from interp.cli.registry import COMMANDS, command
 from interp.configs import add_config_args, config_from_args
@@ -123,6 +123,10 @@ def cmd_thresholds_calibrate(args: argparse.Namespace, paths: Paths) -> int:
                                         layer=args.layer)
     if args.json_out:
         tset.save(Path(args.json_out))
+    if args.ship:
+        shipped = shipped_thresholds_path(paths.assets_dir, tset.layer)
+        tset.save(shipped)
+        print(f"written to {shipped}: setup loads it as the {tset.layer} default into a store that has none")
 
     Store(paths.db_path).save_threshold_set(tset.name, tset.as_array().tolist(), notes=tset.notes,
                                             make_default=args.make_default, layer=tset.layer)
@@ -148,7 +152,7 @@ def cmd_dataset_build(args: argparse.Namespace, paths: Paths) -> int:
     cfg = config_from_args(DatasetConfig, args)
     manifest = build_dataset_in(paths, cfg)
     print(f"dataset '{cfg.name}' ({manifest['hash']}): {manifest['n_train']} train / {manifest['n_val']} val / "
-          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, encoder '{cfg.encoder}', "
+          f"{manifest['n_test']} test, {manifest['n_mnist']} annotated MNIST, {cfg.layer}, encoder '{cfg.encoder}', "
           f"thresholds '{manifest['threshold_set']['name']}' → {paths.datasets_dir / cfg.name}")
     return 0
 
@@ -359,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-mnist", type=int, default=2000, help="MNIST training images in the reference set")
     p.add_argument("--json-out", help="also write the set as JSON here")
     p.add_argument("--make-default", action="store_true", help="make it the default set (of its layer)")
+    p.add_argument("--ship", action="store_true",
+                   help="also write it as the committed default of its layer (assets/thresholds/default.json for "
+                        "conv1, assets/thresholds/<layer>-default.json otherwise), which setup loads into a fresh store")
     p.add_argument("--layer", default=DEFAULT_LAYER, choices=list_layers(),
                    help="the layer whose activations it bins (conv1: the paper's, what the interpreters read)")
     p.set_defaults(cmd="thresholds calibrate")
@@ -416,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = bl.add_parser("probe", help="train a small CNN on the binned activations to count shapes, then evaluate")
     p.add_argument("--dataset", required=True, help="dataset name or folder (train split; val for monitoring)")
     p.add_argument("--out", help="folder for the probe's weights (default: runs/<run id>)")
-    add_config_args(p, ProbeConfig)
+    add_config_args(p, ProbeConfig, skip=("layer",))  # the dataset's layer, always
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
 

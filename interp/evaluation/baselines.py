@@ -9,7 +9,7 @@
 3. **Activation probe** (`interp.interpreters.probe`): a small CNN trained on the same training split,
    reading the same binned maps the LLM reads; it tells how much the activations carry.
 
-Both fitted baselines encode the eval set with the training dataset's encoder and threshold set,
+Both fitted baselines encode the eval set with the training dataset's layer, encoder and threshold set,
 so they are scored on the same text the interpreter trained on that dataset would see.
 """
 
@@ -18,17 +18,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.evaluate import check_eval_set, evaluate, load_eval_set
+from interp.interpreters.dataset import manifest_layer
 from interp.interpreters.probe import ProbeInterpreter, dataset_bins, save_probe, train_probe
 from interp.interpreters.training import resolve_dataset
 from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, format_description
 from interp.names import safe_name
 from interp.store.db import Store
+from interp.target.layers import DEFAULT_LAYER
 
 MAJORITY_MODES = ("description", "per_shape")
 
@@ -41,6 +43,8 @@ class MajorityInterpreter:
     name: str = "majority"
     encoder: str = "paper"
     thresholds: object = None
+    layer: str = DEFAULT_LAYER
+    """The layer its dataset encoded: the held-out images are encoded the same way."""
 
     def describe(self, encodings: Sequence[str], max_new_tokens: int = 48) -> list[str]:
         return [self.description] * len(encodings)
@@ -72,18 +76,19 @@ def read_rows(dataset_dir: Path, split: str = "train") -> list[dict]:
 
 
 def dataset_settings(dataset_dir: Path):
-    """(encoder, ThresholdSet or None) a dataset was built with, from its manifest."""
+    """(encoder, ThresholdSet or None, layer) a dataset was built with, from its manifest (conv1 when it
+    names no layer)."""
 
     manifest = read_manifest(dataset_dir)
     tset = manifest.get("threshold_set")
-    return manifest.get("encoder", "paper"), (ThresholdSet.from_dict(tset) if tset else None)
+    return manifest.get("encoder", "paper"), (ThresholdSet.from_dict(tset) if tset else None), manifest_layer(manifest)
 
 
 def fit_majority(dataset_dir: Path, mode: str = "description") -> MajorityInterpreter:
     """A MajorityInterpreter fitted on a dataset's train split, encoding like that dataset."""
-    encoder, tset = dataset_settings(dataset_dir)
+    encoder, tset, layer = dataset_settings(dataset_dir)
     return MajorityInterpreter(majority_description(read_rows(dataset_dir), mode), name=f"majority-{mode}",
-                               encoder=encoder, thresholds=tset)
+                               encoder=encoder, thresholds=tset, layer=layer)
 
 
 def _evaluate_baseline(interpreter, kind_config: dict, run_id: str, paths, dataset_dir: Path, eval_set: str,
@@ -111,11 +116,13 @@ def run_majority(paths, dataset: str, mode: str = "description", eval_set: str =
 def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500, offset: int = 0,
               run_id: str | None = None, out: Path | None = None, progress: bool = True) -> tuple[str, dict]:
     """`python -m interp baseline probe`: train on the train split (val split for monitoring), save,
-    evaluate, store; (run id, metrics). The probe is saved in ``out`` (default runs/<run id>)."""
+    evaluate, store; (run id, metrics). The probe reads the dataset's layer (``cfg.layer`` is set from its
+    manifest) and is saved in ``out`` (default runs/<run id>)."""
 
     check_eval_set(eval_set, paths)  # before training: a bad labelled set fails at once
     dataset_dir = resolve_dataset(dataset, paths.datasets_dir)
-    encoder, tset = dataset_settings(dataset_dir)
+    encoder, tset, layer = dataset_settings(dataset_dir)
+    cfg = replace(cfg, layer=layer)
     run_id = run_id or f"probe-{dataset_dir.name}"
     if out is None:  # the run id becomes runs/<run id>: one folder, never a path out of runs/
         safe_name("run id", run_id)
@@ -125,7 +132,8 @@ def run_probe(paths, dataset: str, cfg, eval_set: str = "syn_eval", n: int = 500
     decode_s = time.perf_counter() - t0
     result = train_probe(x, y, cfg, val=val, progress=progress)
     out = Path(out) if out else paths.runs_dir / run_id
-    summary = {"dataset": str(dataset_dir), "encoder": encoder, "threshold_set": tset.to_dict() if tset else None,
+    summary = {"dataset": str(dataset_dir), "layer": layer, "encoder": encoder,
+               "threshold_set": tset.to_dict() if tset else None,
                "n_train": len(x), "train_seconds": result.seconds,
                "decode_seconds": decode_s, "history": result.history}
     save_probe(result.model, cfg, out, summary)

@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from interp.catalog import shipped_probes
 from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations
 from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
 from interp.interpreters.dataset import synthetic_images
-from interp.interpreters.probe import ProbeInterpreter
+from interp.interpreters.probe import ProbeInterpreter, shipped_probe
 from interp.interventions import Intervention, run_intervened
 from interp.language import PLURALS, SHAPES, SYNTH_SHAPES, parse_description
 from interp.names import safe_name
@@ -206,8 +205,8 @@ def run_effects(interpreter: Any, paths: Any, cfg: EffectConfig, name: str,
     the shipped probe beside it and MNIST test digits for accuracy; saved to ``runs/<name>/``."""
     safe_name("effect map name", name)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
-    probes = shipped_probes(paths.probes_dir)
-    probe = ProbeInterpreter.load(probes[0]) if probes else None
+    found = shipped_probe(paths.probes_dir)  # interventions act on conv1: the conv1 probe reads beside
+    probe = ProbeInterpreter.load(found) if found else None
     probe_thresholds = thresholds_for(probe.thresholds, thresholds) if probe else None
     test = load_mnist(paths.data_dir).test
     result = effect_map(load_target(paths.target_dir), synthetic_images(cfg.n, syn_eval_seed()).images, interpreter,

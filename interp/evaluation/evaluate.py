@@ -16,9 +16,9 @@ without the prompt):
   labels.csv, given by path or as ``file:NAME`` (``data/labelled/``); stored as ``file:<stem>``,
   with its path in the run's config so its images can be shown again.
 
-All are encoded with the interpreter's own encoder and threshold set (``Interpreter.encoder``,
-``Interpreter.thresholds``; the store's default set when it has none), so the interpreter sees
-exactly the text form it was trained on.
+All are encoded with the interpreter's own layer, encoder and threshold set (``Interpreter.layer``, conv1
+when it has none; ``Interpreter.encoder``; ``Interpreter.thresholds``, else the store's default set of that
+layer), so the interpreter sees exactly the text form it was trained on.
 
 `evaluate` generates for every row, scores with `interp.evaluation.metrics`, and stores the predictions,
 the metrics and the run's config; `metrics_table`, `per_shape_table` and `disagreements` shape
@@ -52,9 +52,11 @@ from interp.interpreters.registry import load_interpreter
 from interp.interpreters.training import resolve_dataset
 from interp.jsonl import read_jsonl, read_manifest
 from interp.language import SHAPES, counts_from_vector, counts_to_vector, format_description
-from interp.pipeline import encode_images, thresholds_for
+from interp.pipeline import encode_images, interpreter_layer, thresholds_for
 from interp.store.db import Store
+from interp.store.thresholds import to_threshold_set
 from interp.target.cnn import load_target
+from interp.target.layers import DEFAULT_LAYER
 
 EVAL_SETS = ("syn_eval", "mnist_eval", "syn_alt")
 """The held-out sets by name; a labelled set's path (or file:NAME) is accepted besides."""
@@ -115,9 +117,11 @@ class EvalSet:
     details: dict = field(default_factory=dict)
     """How to rebuild it: seed, offset and n (syn_eval, syn_alt); excluded training indices (mnist_eval);
     path (a labelled set)."""
+    layer: str = DEFAULT_LAYER
+    """The target layer whose maps were encoded (the interpreter's)."""
 
     def config(self) -> dict:
-        return {"eval_set": self.name, "n": len(self.rows), "encoder": self.encoder,
+        return {"eval_set": self.name, "n": len(self.rows), "layer": self.layer, "encoder": self.encoder,
                 "thresholds": self.thresholds, **self.details}
 
 
@@ -138,24 +142,28 @@ def labelled_rows(counts: np.ndarray, encodings: Sequence[str], source: str, ind
     return rows
 
 
-def syn_eval_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0) -> list[dict]:
-    """D_syn_eval: ``n`` synthetic images from `syn_eval_seed`, encoded with ``thresholds`` (a ThresholdSet)."""
+def syn_eval_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0,
+                  layer: str = DEFAULT_LAYER) -> list[dict]:
+    """D_syn_eval: ``n`` synthetic images from `syn_eval_seed`, ``layer``'s maps encoded with ``thresholds`` (a
+    ThresholdSet of that layer)."""
 
     if n < 1:
         raise ValueError("n must be ≥ 1")
     data = synthetic_images(n, syn_eval_seed(offset))
-    return labelled_rows(data.counts, encode_images(target, data.images, thresholds, encoder),
+    return labelled_rows(data.counts, encode_images(target, data.images, thresholds, encoder, layer),
                          "synthetic", data.index)
 
 
-def syn_alt_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0) -> list[dict]:
-    """syn_alt: ``n`` images of the second renderer (`interp.data.shapes_alt`) from ``SYN_ALT_SEED + offset``."""
+def syn_alt_rows(target, thresholds, encoder: str, n: int = DEFAULT_N, offset: int = 0,
+                 layer: str = DEFAULT_LAYER) -> list[dict]:
+    """syn_alt: ``n`` images of the second renderer (`interp.data.shapes_alt`) from ``SYN_ALT_SEED + offset``,
+    ``layer``'s maps encoded."""
     if n < 1 or offset < 0:
         raise ValueError("n must be ≥ 1 and offset ≥ 0")
     batch = generate_alt_shapes(n, SYN_ALT_SEED + offset)
     counts = np.zeros((n, len(SHAPES)), np.int64)
     counts[:, : batch.counts.shape[1]] = batch.counts  # crossing = 0
-    return labelled_rows(counts, encode_images(target, batch.images, thresholds, encoder), "synthetic-alt",
+    return labelled_rows(counts, encode_images(target, batch.images, thresholds, encoder, layer), "synthetic-alt",
                          np.arange(n))
 
 
@@ -174,8 +182,9 @@ def training_mnist_indices(dataset_dir: Path | None, splits: Sequence[str] = ("t
 
 
 def mnist_eval_rows(target, thresholds, encoder: str, annotations: list[dict], test_images: np.ndarray,
-                    exclude: set[int] = frozenset()) -> list[dict]:
-    """D_mnist_eval: annotated MNIST test images (newest annotation per image) not in ``exclude``."""
+                    exclude: set[int] = frozenset(), layer: str = DEFAULT_LAYER) -> list[dict]:
+    """D_mnist_eval: annotated MNIST test images (newest annotation per image) not in ``exclude``, ``layer``'s
+    maps encoded."""
 
     mnist_annotations = [a for a in annotations if a.get("image_source", "mnist") == "mnist"]
     if not mnist_annotations:
@@ -184,7 +193,7 @@ def mnist_eval_rows(target, thresholds, encoder: str, annotations: list[dict], t
     keep = np.array([int(i) not in exclude for i in data.index], dtype=bool)
     if not keep.any():
         raise ValueError(f"all {len(keep)} annotated MNIST images are in the training dataset: none is held out")
-    return labelled_rows(data.counts[keep], encode_images(target, data.images[keep], thresholds, encoder),
+    return labelled_rows(data.counts[keep], encode_images(target, data.images[keep], thresholds, encoder, layer),
                          "mnist", data.index[keep])
 
 
@@ -203,16 +212,20 @@ def shipped_annotations(assets_dir: Path, mnist_source: str, n_test: int) -> lis
     return [{"image_source": "mnist", "image_index": r.image_index, "counts": r.counts} for r in report.rows]
 
 
-def interpreter_thresholds(interpreter, store):
-    """The interpreter's ThresholdSet (`thresholds_for`), else the store's default set."""
+def interpreter_thresholds(interpreter, store) -> ThresholdSet:
+    """The interpreter's ThresholdSet (`thresholds_for`), else the store's default set of its layer
+    (`interpreter_layer`); a set of another layer is a ValueError naming both."""
+    layer = interpreter_layer(interpreter)
 
     def default() -> ThresholdSet:
-        record = store.get_threshold_set()
+        record = store.get_threshold_set(layer=layer)
         if record is None:
-            raise ValueError("no threshold set in the store: run `python -m interp setup`")
-        return ThresholdSet(name=record.name, thresholds=record.thresholds, notes=record.notes)
+            raise ValueError(f"no {layer} threshold set in the store: run `python -m interp setup`"
+                             + ("" if layer == DEFAULT_LAYER else
+                                f" or `python -m interp thresholds calibrate --layer {layer} --make-default`"))
+        return to_threshold_set(record)
 
-    return thresholds_for(getattr(interpreter, "thresholds", None), default)
+    return thresholds_for(getattr(interpreter, "thresholds", None), default, layer)
 
 
 def interpreter_dataset_dir(interpreter) -> Path | None:
@@ -248,22 +261,25 @@ def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int
     if n < 1:
         raise ValueError("n must be ≥ 1")
     store = Store(paths.db_path)
+    layer = interpreter_layer(interpreter)
     thresholds = interpreter_thresholds(interpreter, store)
     target = target if target is not None else load_target(paths.target_dir)
     dataset_dir = dataset_dir or interpreter_dataset_dir(interpreter)
     encoder = interpreter.encoder
     if labelled is not None:
-        rows = labelled_rows(labelled.counts[:n], encode_images(target, labelled.images[:n], thresholds, encoder),
+        rows = labelled_rows(labelled.counts[:n],
+                             encode_images(target, labelled.images[:n], thresholds, encoder, layer),
                              labelled.source[0], labelled.index[:n])
-        return EvalSet(eval_set_name(str(path)), rows, encoder, thresholds.name, {"path": str(path.resolve())})
+        return EvalSet(eval_set_name(str(path)), rows, encoder, thresholds.name, {"path": str(path.resolve())},
+                       layer)
     if name == "syn_alt":
-        rows = syn_alt_rows(target, thresholds, encoder, n, offset)
+        rows = syn_alt_rows(target, thresholds, encoder, n, offset, layer)
         details = {"seed": SYN_ALT_SEED + offset, "offset": offset}
     elif name == "syn_eval":
         seed = read_manifest(dataset_dir).get("config", {}).get("seed") if dataset_dir else None
         if seed == syn_eval_seed(offset):
             raise ValueError(f"the training dataset was built with seed {seed}, the syn_eval seed: use --offset")
-        rows = syn_eval_rows(target, thresholds, encoder, n, offset)
+        rows = syn_eval_rows(target, thresholds, encoder, n, offset, layer)
         details = {"seed": syn_eval_seed(offset), "offset": offset}
     else:
 
@@ -274,8 +290,8 @@ def load_eval_set(name: str, interpreter, paths, n: int = DEFAULT_N, offset: int
         if not annotations:  # a fresh store: the developer's shipped annotations, where they index this MNIST
             annotations = shipped_annotations(paths.assets_dir, mnist.source, len(mnist.test))
             details["annotations"] = SHIPPED_ANNOTATIONS if annotations else None
-        rows = mnist_eval_rows(target, thresholds, encoder, annotations, mnist.test.images, exclude)[:n]
-    return EvalSet(name, rows, encoder, thresholds.name, details)
+        rows = mnist_eval_rows(target, thresholds, encoder, annotations, mnist.test.images, exclude, layer)[:n]
+    return EvalSet(name, rows, encoder, thresholds.name, details, layer)
 
 
 def eval_images(eval_set: str, config: Mapping[str, Any], indices: Sequence[int],
@@ -340,13 +356,14 @@ def evaluate(interpreter, eval_rows: Sequence[dict], run_id: str, store, batch_s
     """Describe every row, score against its ``description``, store predictions + metrics; return the metrics.
 
     The run ``run_id`` (kind ``kind``) is stored with the config: interpreter spec, eval set, n,
-    encoder, threshold set name, plus ``config``; ``config["eval_sets"]`` keeps each set's entry
+    layer, encoder, threshold set name, plus ``config``; ``config["eval_sets"]`` keeps each set's entry
     when a run is evaluated on several. Predictions carry the parsed counts.
     """
     if not eval_rows:
         raise ValueError("no evaluation rows")
     t = getattr(interpreter, "thresholds", None)
-    entry = {"eval_set": eval_set, "n": len(eval_rows), "encoder": interpreter.encoder,
+    entry = {"eval_set": eval_set, "n": len(eval_rows), "layer": interpreter_layer(interpreter),
+             "encoder": interpreter.encoder,
              "thresholds": getattr(t, "name", None) or (t.get("name") if isinstance(t, Mapping) else None),
              **(config or {})}
     previous = store.get_run(run_id)

@@ -39,7 +39,9 @@ from interp.interpreters.prompt import (
 from interp.interpreters.questions import answer_count, parse_question, reference_number
 from interp.interpreters.registry import read_interpreter_info
 from interp.language import OUTPUT_SIGNIFIER, PLURALS, parse_description
+from interp.pipeline import interpreter_layer
 from interp.settings import Paths
+from interp.target.layers import DEFAULT_LAYER
 
 KINDS = ("shipped", "run", "base", "injected")
 TITLE_LENGTH = 60
@@ -69,6 +71,8 @@ class InterpreterChoice:
     """What to do when not available."""
     reader: bool = False
     """An activation reader (bins as soft tokens) rather than a text interpreter."""
+    layer: str = DEFAULT_LAYER
+    """The target layer whose maps it reads (its training dataset's): the chat encodes the image's maps of it."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -101,7 +105,7 @@ def _adapter_choice(adapter: Path, kind: str, label: str, models_dir: Path) -> I
     return InterpreterChoice(f"{label} ({kind}, {preset}, {reads})", str(adapter), kind,
                              preset=preset, encoder=info["encoder"], thresholds=tset, available=fetched,
                              hint="" if fetched else f"its base model is not fetched: run `{fetch_command(preset)}`",
-                             reader=reader)
+                             reader=reader, layer=info["layer"])
 
 
 def list_interpreters(paths: Paths) -> list[InterpreterChoice]:
@@ -133,7 +137,8 @@ def injected_choice(spec: str, interpreter: Any) -> InterpreterChoice:
     return InterpreterChoice(f"{getattr(interpreter, 'name', spec)} (injected)", spec, kind, preset=preset,
                              encoder=getattr(interpreter, "encoder", "paper"),
                              thresholds=getattr(interpreter, "thresholds", None),
-                             reader=getattr(interpreter, "kind", None) == "reader")
+                             reader=getattr(interpreter, "kind", None) == "reader",
+                             layer=interpreter_layer(interpreter))
 
 
 def with_overrides(choices: Sequence[InterpreterChoice], override: Any) -> list[InterpreterChoice]:

@@ -2,16 +2,19 @@
 
 A dataset folder holds ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` (one row per sample:
 prompt, completion, description, counts, source, index, encoding) and ``manifest.json``
-(config, threshold set, content hash, sizes). The hash covers the rows, so two builds with
-the same inputs have the same id.
+(config, layer, threshold set, content hash, sizes). The hash covers the rows, so two builds with
+the same inputs have the same id. The encodings are of one layer's maps (``layer``: conv1 [8, 14, 14]
+by default, or conv2 [16, 7, 7]); a manifest without ``layer`` is a conv1 dataset (`manifest_layer`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from interp.pipeline import encode_images
 from interp.store.db import Store
 from interp.store.thresholds import resolve_threshold_set
 from interp.target.cnn import load_target
+from interp.target.layers import DEFAULT_LAYER, get_layer
 
 SPLITS = ("train", "val", "test")
 
@@ -40,7 +44,10 @@ class DatasetConfig:
     seed: int = 0
     """Seeds the shape generator, the shuffle and the split."""
     threshold_set: str | None = None
-    """Threshold set name in the store, or a JSON file; default: the store's default set."""
+    """Threshold set name in the store, or a JSON file, made for ``layer``; default: the store's default set
+    of ``layer``."""
+    layer: str = DEFAULT_LAYER
+    """Target CNN layer whose activations are encoded: conv1 [8, 14, 14] (the paper's) or conv2 [16, 7, 7]."""
     encoder: str = "paper"
     """Encoding of the activations (see `python -m interp encode --help` for the registry)."""
     val_share: float = 0.05
@@ -56,6 +63,7 @@ class DatasetConfig:
         if not (0 <= self.val_share < 1 and 0 <= self.test_share < 1 and self.val_share + self.test_share < 1):
             raise ValueError("val_share and test_share must be in [0, 1) and sum below 1")
         safe_name("dataset name", self.name)
+        get_layer(self.layer)  # ValueError listing the registered layers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,6 +104,12 @@ def annotated_mnist(annotations: list[dict], test_images: np.ndarray) -> Labelle
     return LabelledImages(test_images[idx], counts, ["mnist"] * len(idx), idx)
 
 
+def manifest_layer(manifest: Mapping[str, Any]) -> str:
+    """The layer a dataset's encodings are of (``"layer"`` in its manifest); conv1 for a manifest written
+    before datasets had a layer (or {} for a folder without one); ValueError for an unknown layer."""
+    return get_layer(manifest.get("layer") or (manifest.get("config") or {}).get("layer") or DEFAULT_LAYER).name
+
+
 def make_rows(data: LabelledImages, encodings: list[str], encoder: str) -> list[dict]:
     """(p, c(a), l) rows for a trainer: prompt + completion, plus what evaluation needs."""
 
@@ -133,17 +147,22 @@ def write_dataset(splits: dict[str, list[dict]], out: Path, manifest: dict) -> d
 
 def build_dataset(cfg: DatasetConfig, model, thresholds, annotations: list[dict], mnist_test: np.ndarray,
                   out: Path) -> dict:
-    """Generate, encode, shuffle, split and write; returns the manifest. ``thresholds`` is a ThresholdSet."""
+    """Generate, encode ``cfg.layer``'s maps, shuffle, split and write; returns the manifest. ``thresholds`` is a
+    ThresholdSet of that layer (one of another layer is a ValueError naming both, before anything is generated)."""
+    if thresholds.layer != cfg.layer:
+        raise ValueError(f"dataset {cfg.name!r} encodes {cfg.layer}, but threshold set {thresholds.name!r} was made "
+                         f"for {thresholds.layer}: name a {cfg.layer} set, or none for the store's {cfg.layer} default")
     parts = [synthetic_images(cfg.n_synthetic, cfg.seed)]
     if cfg.include_mnist and annotations:
         parts.append(annotated_mnist(annotations, mnist_test))
     rows = []
     for part in parts:
         if len(part.images):
-            rows += make_rows(part, encode_images(model, part.images, thresholds, cfg.encoder),
+            rows += make_rows(part, encode_images(model, part.images, thresholds, cfg.encoder, cfg.layer),
                               cfg.encoder)
-    manifest = {"config": cfg.to_dict(), "threshold_set": thresholds.to_dict(), "encoder": cfg.encoder,
-                "n_synthetic": cfg.n_synthetic, "n_mnist": sum(r["source"] == "mnist" for r in rows)}
+    manifest = {"config": cfg.to_dict(), "layer": cfg.layer, "threshold_set": thresholds.to_dict(),
+                "encoder": cfg.encoder, "n_synthetic": cfg.n_synthetic,
+                "n_mnist": sum(r["source"] == "mnist" for r in rows)}
     return write_dataset(split_rows(rows, cfg), out, manifest)
 
 
@@ -161,9 +180,9 @@ def build_dataset_in(paths, cfg: DatasetConfig) -> dict:
     """Build into ``paths.datasets_dir / cfg.name`` with the project's target, thresholds, annotations and MNIST."""
 
     store = Store(paths.db_path)
-    thresholds = resolve_threshold_set(cfg.threshold_set, paths.db_path)
+    thresholds = resolve_threshold_set(cfg.threshold_set, paths.db_path, cfg.layer)
     annotations = store.list_annotations(image_source="mnist").to_dict("records") if cfg.include_mnist else []
-    out = paths.datasets_dir / cfg.name
-    manifest = build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations,
-                             load_mnist(paths.data_dir).test.images, out)
-    return manifest
+    # MNIST only when annotated images join: a synthetic-only build (paper-30k) need not load it
+    mnist_test = load_mnist(paths.data_dir).test.images if annotations else np.zeros((0, 28, 28), np.uint8)
+    return build_dataset(cfg, load_target(paths.target_dir), thresholds, annotations, mnist_test,
+                         paths.datasets_dir / cfg.name)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from interp.encoding.thresholds import ThresholdSet
+from interp.interpreters.dataset import manifest_layer
 from interp.interpreters.models import load_model, load_tokenizer, resolve_device
 from interp.interpreters.probe import PROBE_WEIGHTS, ProbeInterpreter
 from interp.interpreters.reader import READER_FILE, ReaderInterpreter, load_reader
@@ -24,7 +25,8 @@ from interp.interpreters.training import cpu_has_bf16
 
 
 class Interpreter(Protocol):
-    """What every interpreter offers; ``encoder`` and ``thresholds`` say how to encode its input."""
+    """What every interpreter offers; ``encoder`` and ``thresholds`` say how to encode its input (and ``layer``,
+    where it has one, which target layer's maps: read with `interp.pipeline.interpreter_layer`, conv1 without)."""
 
     name: str
     encoder: str
@@ -37,15 +39,17 @@ class Interpreter(Protocol):
 
 
 def read_interpreter_info(adapter_dir: Path) -> dict:
-    """preset, encoder, threshold set and kind ('text' or 'reader') of an adapter (from its run_config.json)."""
+    """preset, layer (conv1 for a dataset from before layers), encoder, threshold set and kind ('text' or
+    'reader') of an adapter (from its run_config.json)."""
     cfg_path = Path(adapter_dir) / "run_config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{adapter_dir} has no run_config.json: not an adapter saved by `interp finetune`")
     cfg = json.loads(cfg_path.read_text())
     manifest = cfg.get("dataset_manifest") or {}
     kind = "reader" if (Path(adapter_dir) / READER_FILE).exists() else "text"
-    return {"preset": cfg["finetune"]["preset"], "encoder": manifest.get("encoder", "paper"),
-            "threshold_set": manifest.get("threshold_set"), "kind": kind, "run_config": cfg}
+    return {"preset": cfg["finetune"]["preset"], "layer": manifest_layer(manifest),
+            "encoder": manifest.get("encoder", "paper"), "threshold_set": manifest.get("threshold_set"),
+            "kind": kind, "run_config": cfg}
 
 
 def load_interpreter(spec: str, models_dir: Path, device: str = "auto", bf16: bool | None = None) -> Any:
@@ -87,4 +91,5 @@ def load_interpreter(spec: str, models_dir: Path, device: str = "auto", bf16: bo
             bf16 = device == "cpu" and bool(info["run_config"].get("bf16")) and cpu_has_bf16()
         return ReaderInterpreter(load_reader(adapter, model, tokenizer), tokenizer, name=str(spec),
                                  encoder=info["encoder"], thresholds=tset, info=info, bf16=bf16)
-    return HFInterpreter(model, tokenizer, name=str(spec), encoder=info["encoder"], thresholds=tset, info=info)
+    return HFInterpreter(model, tokenizer, name=str(spec), encoder=info["encoder"], thresholds=tset, info=info,
+                         layer=info["layer"])

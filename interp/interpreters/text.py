@@ -15,6 +15,7 @@ import torch
 
 from interp.interpreters.prompt import INPUT_SIGNIFIER, build_prompt, build_question
 from interp.interpreters.stopping import StopOnStrings
+from interp.target.layers import DEFAULT_LAYER
 
 STOP_STRINGS = ("\n", "###", INPUT_SIGNIFIER)
 """A description is one line: generation stops at a newline or the next section marker (§4.2)."""
@@ -42,6 +43,8 @@ class HFInterpreter:
     thresholds: Any = None
     info: dict = field(default_factory=dict)
     kind: str = "text"
+    layer: str = DEFAULT_LAYER
+    """The target layer whose encoded maps it reads (its training dataset's)."""
 
     def _generate(self, prompts: Sequence[str], max_new_tokens: int, temperature: float, stops: Sequence[str],
                   stop_event: threading.Event | None = None, streamer: Any = None) -> list[str]:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from interp.cli.main import build_parser, main
+from interp.encoding.thresholds import ThresholdSet
 
 
 def _subcommands(parser) -> list[list[str]]:
@@ -117,8 +118,6 @@ def test_a_malformed_thresholds_file_is_one_error_naming_it(capsys, paths, tmp_p
 def test_encode_conv2_activations_with_a_conv2_set_and_refuse_a_conv1_set(capsys, paths, tmp_path) -> None:
     import numpy as np
 
-    from interp.encoding.thresholds import ThresholdSet
-
     acts = np.zeros((16, 7, 7), np.float32)
     acts[3, 0, 0] = 5.0
     np.save(tmp_path / "a.npy", acts)
@@ -141,12 +140,18 @@ def test_thresholds_calibrate_a_conv2_set_into_the_store(capsys, tmp_path, monke
     monkeypatch.setenv("N2W_DATA_DIR", str(ROOT / "data"))  # the project's MNIST; the store is this test's own
     monkeypatch.setenv("N2W_DB", str(tmp_path / "interp.duckdb"))
     paths = Paths.from_env()
+    shipped = []  # --ship writes the committed asset: here into tmp_path
+    monkeypatch.setattr("interp.cli.main.shipped_thresholds_path",
+                        lambda assets, layer: shipped.append(layer) or tmp_path / f"{layer}-default.json")
 
     assert main(["thresholds", "calibrate", "--layer", "conv2", "--name", "deep", "--n-synthetic", "40",
-                 "--n-mnist", "40", "--make-default"]) == 0
+                 "--n-mnist", "40", "--make-default", "--ship"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("conv2 threshold set 'deep' saved as the conv2 default\n")
-    assert len(out.strip().split("\n")) == 2 + 16  # one line per conv2 filter
+    assert out.startswith(f"written to {tmp_path / 'conv2-default.json'}: setup loads it as the conv2 default into "
+                          "a store that has none\nconv2 threshold set 'deep' saved as the conv2 default\n")
+    assert len(out.strip().split("\n")) == 3 + 16  # one line per conv2 filter
+    assert shipped == ["conv2"]
+    assert ThresholdSet.load(tmp_path / "conv2-default.json").layer == "conv2"
     record = Store(paths.db_path).get_threshold_set(layer="conv2")
     assert record.name == "deep" and record.layer == "conv2" and len(record.thresholds) == 16
     assert Store(paths.db_path).get_threshold_set() is None  # conv1's default is a different one

@@ -170,3 +170,111 @@ def test_cli_baselines(paths, tiny_dataset: Path, capsys, monkeypatch) -> None:
     assert config["probe"]["channels"] == 4
     assert set(store.get_metrics()["run_id"]) == {"majority-tiny", "probe-tiny"}
     assert len(store.get_predictions("probe-tiny", "syn_eval")) == 10
+
+
+def trivial_conv2_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`trivial_task` on conv2's [16, 7, 7] maps."""
+    levels = np.random.default_rng(seed).integers(0, 5, (n, 16))
+    bins = np.broadcast_to(levels[:, :, None, None], (n, 16, 7, 7)).astype(np.int8).copy()
+    counts = np.zeros((n, 8), dtype=np.int64)
+    counts[:, 0] = levels[:, 0]
+    return bins, counts
+
+
+def test_probe_inputs_of_conv2_bins() -> None:
+    bins = np.zeros((1, 16, 7, 7), dtype=np.int8)
+    bins[0, 15, 6, 0] = 2
+    x = probe_inputs(bins, "onehot")
+    assert x.shape == (1, 64, 7, 7) and x.sum() == 1 and x[0, 15 * 4 + 1, 6, 0] == 1
+    assert probe_inputs(bins, "scaled").shape == (1, 16, 7, 7)
+    with pytest.raises(ValueError, match=r"bins must be \[b, 8, 14, 14\] \(conv1\) or \[b, 16, 7, 7\] \(conv2\)"):
+        probe_inputs(np.zeros((1, 16, 14, 14)), "onehot")
+
+
+def test_a_conv2_probe_learns_from_conv2_bins_and_refuses_conv1_encodings(tmp_path: Path) -> None:
+    x, y = trivial_conv2_task(64, 0)
+    cfg = ProbeConfig(channels=4, hidden=16, epochs=2, batch_size=16, layer="conv2")
+    assert cfg.in_channels == 64 and ProbeConfig(layer="conv2", inputs="scaled").in_channels == 16
+    result = train_probe(x, y, cfg, val=trivial_conv2_task(16, 1), progress=False)
+    assert len(result.history) == 2 and result.history[-1]["loss"] < result.history[0]["loss"]
+    save_probe(result.model, cfg, tmp_path / "p2")
+    probe = ProbeInterpreter.load(tmp_path / "p2")
+    assert probe.layer == probe.config.layer == "conv2"
+
+    texts = get_encoder("rle").encode_batch(x[:3])
+    assert np.array_equal(bins_from_encodings(texts, "rle"), x[:3])
+    probe.encoder = "rle"
+    assert len(probe.describe(texts)) == 3 and probe.describe([]) == []
+    conv1_texts = get_encoder("rle").encode_batch(trivial_task(2, 0)[0])
+    with pytest.raises(ValueError, match=r"this probe reads conv2 \[16, 7, 7\]; the encoding is conv1 \[8, 14, 14\]"):
+        probe.describe(conv1_texts)
+    with pytest.raises(ValueError, match=r"more than one layer \(\[8, 14, 14\] \(conv1\) and \[16, 7, 7\] \(conv2\)\)"):
+        bins_from_encodings([texts[0], conv1_texts[0]], "rle")
+    with pytest.raises(ValueError, match=r"the bins are conv1's \[8, 14, 14\], but the probe config reads conv2"):
+        train_probe(*trivial_task(8, 0), cfg, progress=False)
+
+
+def test_a_probe_saved_before_layers_loads_as_conv1() -> None:
+    from interp.settings import ROOT
+
+    old = json.loads((ROOT / "assets" / "probes" / "probe-paper-30k" / "config.json").read_text())["config"]
+    assert "layer" not in old  # the shipped probe predates layers
+    assert ProbeConfig.from_dict(old).layer == "conv1"
+    probe = ProbeInterpreter.load(ROOT / "assets" / "probes" / "probe-paper-30k")
+    assert probe.layer == "conv1" and probe.thresholds.layer == "conv1"
+    texts = get_encoder("paper").encode_batch(trivial_conv2_task(1, 0)[0])
+    with pytest.raises(ValueError, match=r"this probe reads conv1 \[8, 14, 14\]; the encoding is conv2 \[16, 7, 7\]"):
+        probe.describe(texts)
+
+
+@pytest.fixture
+def tiny_conv2_dataset(paths, target_model, conv2_thresholds) -> Path:
+    """A conv2 dataset folder of 24 synthetic rows (rle encoding) under the isolated data dir."""
+    from interp.interpreters.dataset import DatasetConfig, build_dataset
+
+    out = paths.datasets_dir / "tiny2"
+    build_dataset(DatasetConfig(name="tiny2", n_synthetic=24, seed=3, encoder="rle", layer="conv2", test_share=0),
+                  target_model, conv2_thresholds, [], np.zeros((0, 28, 28), np.uint8), out)
+    return out
+
+
+def test_baselines_on_a_conv2_dataset_read_and_evaluate_conv2(paths, tiny_conv2_dataset: Path, capsys,
+                                                               monkeypatch) -> None:
+    from interp.cli.main import main
+
+    majority = fit_majority(tiny_conv2_dataset)
+    assert majority.layer == "conv2" and majority.thresholds.name == "c2"
+
+    monkeypatch.setattr(os, "nice", lambda _n: 0)
+    assert main(["baseline", "probe", "--dataset", "tiny2", "--n", "6", "--epochs", "1", "--channels", "4",
+                 "--hidden", "8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["run_id"] == "probe-tiny2" and out["n"] == 6
+    probe = ProbeInterpreter.load(paths.runs_dir / "probe-tiny2")
+    assert probe.layer == "conv2" and probe.encoder == "rle" and probe.thresholds.layer == "conv2"
+    summary = json.loads((paths.runs_dir / "probe-tiny2" / "config.json").read_text())["summary"]
+    assert summary["layer"] == "conv2" and summary["n_train"] == 23
+
+    store = Store(paths.db_path)
+    config = store.get_run("probe-tiny2").config
+    assert (config["layer"], config["encoder"], config["thresholds"]) == ("conv2", "rle", "c2")
+    assert config["eval_sets"]["syn_eval"]["layer"] == "conv2"
+    encodings = store.get_predictions("probe-tiny2", "syn_eval")["prompt_encoding"]
+    assert [get_encoder("rle").decode(e).shape for e in encodings] == [(16, 7, 7)] * 6
+
+
+def test_the_shipped_probe_of_a_layer(tmp_path: Path) -> None:
+    from interp.interpreters.probe import shipped_probe
+    from interp.settings import ROOT
+
+    def folder(name: str, config: dict) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+        (tmp_path / name / "config.json").write_text(json.dumps({"config": config, "summary": {}}))
+        return tmp_path / name
+
+    deep = folder("a-deep", {"layer": "conv2"})  # sorts first, reads conv2
+    old = folder("b-old", {"channels": 16})  # saved before layers: conv1
+    assert shipped_probe(tmp_path) == old and shipped_probe(tmp_path, "conv2") == deep
+    assert shipped_probe(tmp_path / "none") is None and shipped_probe(old, "conv2") is None
+    assert shipped_probe(ROOT / "assets" / "probes") == ROOT / "assets" / "probes" / "probe-paper-30k"

@@ -300,3 +300,47 @@ def test_syn_alt_is_a_held_out_set_its_images_rebuilt_from_the_config(paths, tar
     assert [r["description"] for r in es.rows] == batch.descriptions
     assert all(r["encoding"].startswith("f") for r in es.rows)
     assert np.array_equal(eval_images("syn_alt", es.config(), [2, 0]), batch.images[[2, 0]])
+
+
+def test_held_out_rows_are_encoded_with_the_interpreters_layer(paths, target_model, default_thresholds,
+                                                               conv2_thresholds, tmp_path: Path) -> None:
+    from interp.evaluation.evaluate import load_eval_set
+    from interp.pipeline import encode_images
+
+    fake = FakeInterpreter(lambda e: "Image with 0 shapes", encoder="compact", thresholds=conv2_thresholds,
+                           layer="conv2")
+    images = synthetic_images(3, SYN_EVAL_SEED).images
+    want = encode_images(target_model, images, conv2_thresholds, "compact", "conv2")
+    for name in ("syn_eval", "syn_alt"):
+        es = load_eval_set(name, fake, paths, n=3, target=target_model)
+        assert es.layer == "conv2" and es.config()["layer"] == "conv2" and es.thresholds == "c2"
+        assert [get_encoder("compact").decode(r["encoding"]).shape for r in es.rows] == [(16, 7, 7)] * 3
+    assert [r["encoding"] for r in load_eval_set("syn_eval", fake, paths, n=3, target=target_model).rows] == want
+    images = np.random.default_rng(0).integers(0, 255, (6, 28, 28), dtype=np.uint8)
+    annotations = [{"image_source": "mnist", "image_index": i, "counts": {"corner": 1}} for i in (1, 4)]
+    rows = mnist_eval_rows(target_model, conv2_thresholds, "paper", annotations, images, layer="conv2")
+    assert [len(r["encoding"]) for r in rows] == [800, 800]  # conv2's paper encoding
+
+    # The store's default of the interpreter's layer when it has no set of its own; never another layer's.
+    store = Store(paths.db_path)
+    store.save_threshold_set("default", default_thresholds.as_array().tolist(), make_default=True)
+    bare = FakeInterpreter(str, layer="conv2")
+    with pytest.raises(ValueError, match="no conv2 threshold set in the store"):
+        interpreter_thresholds(bare, store)
+    store.save_threshold_set("c2-store", conv2_thresholds.as_array().tolist(), make_default=True, layer="conv2")
+    assert interpreter_thresholds(bare, store).name == "c2-store"
+    assert interpreter_thresholds(FakeInterpreter(str), store).name == "default"
+    with pytest.raises(ValueError, match=r"this interpreter reads conv2 \[16, 7, 7\]; threshold set 'default' was "
+                                         r"made for conv1"):
+        load_eval_set("syn_eval", FakeInterpreter(str, thresholds=default_thresholds, layer="conv2"), paths, n=2,
+                      target=target_model)
+
+
+def test_the_run_config_records_the_layer(store: Store, conv2_thresholds) -> None:
+    evaluate(FakeInterpreter(ANSWERS.get), ROWS, "r1", store, progress=False)
+    assert store.get_run("r1").config["layer"] == "conv1"
+    evaluate(FakeInterpreter(ANSWERS.get, thresholds=conv2_thresholds, layer="conv2"), ROWS, "r2", store,
+             progress=False)
+    config = store.get_run("r2").config
+    assert config["layer"] == "conv2" and config["eval_sets"]["syn_eval"]["layer"] == "conv2"
+    assert config["thresholds"] == "c2"

@@ -43,11 +43,12 @@ def test_multi_turn_prompt_exact() -> None:
 
 # --- which interpreters -----------------------------------------------------------------------------------
 
-def _adapter(folder: Path, preset: str = "smollm2-135m", encoder: str = "compact", tset: dict | None = None) -> Path:
+def _adapter(folder: Path, preset: str = "smollm2-135m", encoder: str = "compact", tset: dict | None = None,
+             **manifest) -> Path:
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text("{}")
     (folder / "run_config.json").write_text(json.dumps(
-        {"finetune": {"preset": preset}, "dataset_manifest": {"encoder": encoder, "threshold_set": tset}}))
+        {"finetune": {"preset": preset}, "dataset_manifest": {"encoder": encoder, "threshold_set": tset, **manifest}}))
     return folder
 
 
@@ -90,6 +91,22 @@ def test_a_shipped_reader_is_the_default(tmp_path: Path) -> None:
     choices = chat.list_interpreters(paths)
     assert [(c.spec, c.reader) for c in choices[:2]] == [(str(reader), True), (str(text), False)]
     assert "activation reader" in choices[0].label and "compact encoding" in choices[1].label
+
+
+def test_a_choice_reads_the_layer_of_its_training_dataset(tmp_path: Path) -> None:
+    from interp.interpreters.registry import read_interpreter_info
+
+    paths = Paths(root=tmp_path, data_dir=tmp_path / "data", assets_dir=tmp_path / "assets", runs_dir=tmp_path / "runs")
+    tset2 = ThresholdSet("t2", [[0.0, 0.1, 0.2, 0.3]] * 16, layer="conv2")
+    deep = _adapter(paths.runs_dir / "deep" / "adapter", tset=tset2.to_dict(), layer="conv2")
+    os.utime(deep / "adapter_config.json", (1_000, 1_000))
+    old = _adapter(paths.runs_dir / "old" / "adapter")  # a manifest from before layers: conv1
+    assert read_interpreter_info(deep)["layer"] == "conv2" and read_interpreter_info(old)["layer"] == "conv1"
+    choices = {c.spec: c for c in chat.list_interpreters(paths)}
+    assert choices[str(deep)].layer == "conv2" and choices[str(deep)].thresholds == tset2
+    assert choices[str(old)].layer == choices["base:smollm2-135m"].layer == "conv1"
+    injected = chat.with_overrides([], FakeInterpreter(str, name="deep", thresholds=tset2, layer="conv2"))
+    assert injected[0].layer == "conv2"
 
 
 def test_list_interpreters_without_anything_offers_the_default_base(tmp_path: Path) -> None:

@@ -131,6 +131,28 @@ def test_chat_turns_with_a_fake_interpreter_are_shown_and_stored(app_paths: Path
     assert prompt_shown(at) == tuned.prompts[1]  # the prompt view shows the last prompt
 
 
+def test_a_conv2_interpreter_chats_and_suggests_about_the_images_conv2_maps(app_paths: Paths,
+                                                                             conv2_thresholds) -> None:
+    seen: list[str] = []
+    fake = FakeInterpreter(lambda text: seen.append(text) or "Image with 1 shape: 1 corner", name="deep",
+                           thresholds=conv2_thresholds, layer="conv2")
+    at = page("chat", {"interpreter_override": fake})
+    at.radio(key="chat_source").set_value("MNIST test image").run()
+    at.button(key="chat_preset_describe").click().run()
+    assert not at.exception, at.exception
+    [conv] = Store(app_paths.db_path).list_conversations().itertuples()
+    assert conv.threshold_set == "c2" and len(conv.encoding) == 800  # conv2's paper encoding: 16 × (f + 49)
+    assert seen[0] == build_prompt(conv.encoding, "paper")
+    # The conv1 probe still checks the answer: it reads the same image through its own layer.
+    notes = ["\n".join(c.value for c in m.caption) for m in at.chat_message if m.name == "assistant"]
+    assert "the activation probe reads" in notes[0]
+
+    at = page("labeling", {"interpreter_override": fake, "lab_annotator": "bob"})
+    at.button(key="lab_suggest").click().run()
+    assert not at.exception, at.exception
+    assert len(seen[-1]) == 800
+
+
 def test_ask_both_puts_the_base_model_beside_the_fine_tuned_one(app_paths: Paths) -> None:
     spec = fake_run(app_paths)
     override = {spec: FakeInterpreter(Recorder("Image with 1 shape: 1 ellipse")),
