@@ -201,8 +201,6 @@ if asked:
         except Exception as exc:  # not fetched, broken adapter, out of memory: say what to do, keep the page
             st.error(chat.load_error_message(s, exc, choice.preset))
     if len(interpreters) == len(targets):
-        event = threading.Event()
-        st.session_state[STOP] = event
         for s in targets:
             if keys[s] not in threads:
                 threads[keys[s]] = chat.start_conversation(db, asked, ref, encoding, choice.encoder,
@@ -216,6 +214,8 @@ if asked:
                     with st.chat_message("user"):
                         st.markdown(question)
                     with st.chat_message("assistant"):
+                        # One event per answer: a stream sets its event when it ends, to stop its worker.
+                        event = st.session_state[STOP] = threading.Event()
                         pieces = interpreters[s].stream(prompt, max_new_tokens=int(max_new),
                                                         temperature=float(temperature), stop_event=event)
                         try:
