@@ -115,13 +115,19 @@ def test_an_old_manifest_and_config_read_as_conv1() -> None:
 
 def test_build_in_project_takes_the_layers_default_set_and_refuses_a_named_set_of_another(
         paths, conv2_thresholds) -> None:
+    from dataclasses import replace
+
     from interp.bootstrap import ensure_store
     from interp.store.db import Store
 
+    bare = replace(paths, db_path=paths.db_path.with_name("bare.duckdb"))  # a store setup never saw
+    Store(bare.db_path)
+    with pytest.raises(ValueError, match=r"no threshold set \(default for conv2\) in the store"):
+        build_dataset_in(bare, DatasetConfig(name="c2", n_synthetic=4, layer="conv2"))
     list(ensure_store(paths))
     store = Store(paths.db_path)
-    with pytest.raises(ValueError, match=r"no threshold set \(default for conv2\) in the store"):
-        build_dataset_in(paths, DatasetConfig(name="c2", n_synthetic=4, layer="conv2"))
+    shipped = build_dataset_in(paths, DatasetConfig(name="c2s", n_synthetic=4, layer="conv2"))
+    assert shipped["threshold_set"]["name"] == "conv2-default"  # setup loaded the shipped conv2 default
     store.save_threshold_set("c2", conv2_thresholds.as_array().tolist(), make_default=True, layer="conv2")
     manifest = build_dataset_in(paths, DatasetConfig(name="c2", n_synthetic=4, layer="conv2"))
     assert manifest["layer"] == "conv2" and manifest["threshold_set"]["name"] == "c2"

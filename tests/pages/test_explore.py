@@ -217,8 +217,8 @@ def test_activations_page_shows_conv2_maps_binned_with_a_conv2_set(app_paths, ta
     at.segmented_control(key="act_layer").set_value("conv2").run()
     assert not at.exception, at.exception
 
-    # No conv2 set in the store: the calibrated heuristic on conv2's reference activations bins the maps.
-    assert any("calibrated-conv2" in c.value for c in at.caption)
+    # Setup loaded conv2's shipped default set: it bins the maps.
+    assert any("conv2-default" in c.value for c in at.caption)
     maps, letters = figure(at, "act_maps"), figure(at, "act_letters")
     assert [t["type"] for t in maps["data"]] == ["heatmap"] * 16 and len(letters["data"]) == 16
     assert [t["name"] for t in letters["data"]] == [f"f{f}" for f in range(16)]
