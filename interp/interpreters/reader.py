@@ -36,7 +36,7 @@ from interp.interpreters.prompt import ANSWER_SIGNIFIER, INPUT_SIGNIFIER, QUESTI
 from interp.interpreters.questions import CURVES, LINES, make_question, parse_question
 from interp.interpreters.stopping import StopOnStrings
 from interp.language import OUTPUT_SIGNIFIER, SHAPES, counts_from_vector, format_description
-from interp.target.layers import DEFAULT_LAYER, Layer, get_layer
+from interp.target.layers import DEFAULT_LAYER, Layer, get_layer, layer_of_shape
 
 READER_FILE = "reader.safetensors"
 READER_CONFIG = "reader_config.json"
@@ -148,8 +148,6 @@ def check_bins(bins: Any, layer: str | Layer = DEFAULT_LAYER) -> None:
     """ValueError naming both layers when ``bins`` [b, C, S, S] are not ``layer``'s maps."""
     spec = get_layer(layer)
     if bins.ndim != 4 or tuple(bins.shape[1:]) != spec.shape:
-        from interp.target.layers import layer_of_shape
-
         try:
             theirs = f"{layer_of_shape(bins.shape).describe('b')} bins"
         except ValueError:
@@ -402,7 +400,7 @@ class ReaderInterpreter:
         """The greedy new token ids per row: the draft checked in one pass (`_verify`), then token by
         token only for the rows where the draft went wrong before a stop string, on the verify pass's
         own KV cache (the rejected draft tokens masked out), so nothing is computed twice."""
-        accepted, done, state = self._verify(bins, suffix_ids, draft_ids, max_new_tokens, keep_cache=True)
+        accepted, done, state = self._verify(bins, suffix_ids, draft_ids, max_new_tokens)
         todo = [r for r in range(len(suffix_ids)) if not done[r]]
         if todo:
             for r, new in zip(todo, self._continue(state, todo, accepted, max_new_tokens), strict=True):
@@ -420,7 +418,6 @@ class ReaderInterpreter:
         rows = [list(accepted[r]) for r in todo]
         nxt = torch.tensor([row[-1] for row in rows], device=mask.device)
         position = mask.sum(-1, keepdim=True)  # valid tokens so far: the next token's position
-        eos = self.tokenizer.eos_token_id
         live = [True] * len(rows)
         while any(live):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
@@ -432,9 +429,14 @@ class ReaderInterpreter:
             for i, token in enumerate(nxt.tolist()):
                 if live[i]:
                     rows[i].append(token)
-                    text = self.tokenizer.decode(rows[i], skip_special_tokens=True)
-                    live[i] = _stop_index(text) == -1 and token != eos and len(rows[i]) < max_new_tokens
+                    live[i] = not self._ended(rows[i], max_new_tokens)
         return rows
+
+    def _ended(self, ids: Sequence[int], max_new_tokens: int) -> bool:
+        """Whether an answer's new ids reach a stop string, EOS or ``max_new_tokens``."""
+        eos = self.tokenizer.eos_token_id
+        text = self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return _stop_index(text) != -1 or (eos is not None and eos in ids) or len(ids) >= max_new_tokens
 
     def _generate_ids(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], max_new_tokens: int,
                       temperature: float, stop_event: threading.Event | None, streamer: Any) -> list[list[int]]:
@@ -453,33 +455,31 @@ class ReaderInterpreter:
         return [row.tolist() for row in out]
 
     def _verify(self, bins: torch.Tensor, suffix_ids: Sequence[Sequence[int]], draft_ids: Sequence[Sequence[int]],
-                max_new_tokens: int, keep_cache: bool = False) -> tuple:
+                max_new_tokens: int) -> tuple[list[list[int]], list[bool], tuple[Any, torch.Tensor]]:
         """Speculative decoding with a draft per row (Leviathan et al. 2023, greedy case): one causal
         forward over prompt + draft gives the LLM's greedy token at every draft position; the draft is
         kept up to its first token the LLM would not have chosen, plus the LLM's own token there.
-        Returns (the LLM's greedy tokens so far, whether each row has reached a stop string), and with
-        ``keep_cache`` the pass's (KV cache, attention mask with each row's rejected draft tokens masked)."""
+        Returns (the LLM's greedy tokens so far, whether each row has reached a stop string, the pass's KV
+        cache and attention mask with each row's rejected draft tokens masked, for `_continue`)."""
         draft_ids = [list(d)[:max_new_tokens] for d in draft_ids]
         embeds, mask = self._inputs(bins, [list(s) + d for s, d in zip(suffix_ids, draft_ids, strict=True)])
         # Left-padded as generate pads, with the same positions; logits only where a draft token is chosen.
         keep = max(len(d) for d in draft_ids) + 1
         with self._autocast():
-            out = self.model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=keep_cache,
+            out = self.model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True,
                                  position_ids=(mask.cumsum(-1) - 1).clamp(min=0), logits_to_keep=keep)
         logits, width = out.logits, mask.shape[1]
         accepted, done = [], []
-        eos = self.tokenizer.eos_token_id
         for r, d in enumerate(draft_ids):
             greedy = logits[r, keep - len(d) - 1 :].argmax(-1).tolist()  # from the token before the draft
             k = 0
             while k < len(d) and d[k] == greedy[k]:
                 k += 1
             ids = d[:k] + [greedy[k]]  # the LLM's own token after what it kept (after the whole draft if k = len(d))
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
             accepted.append(ids)
-            done.append(_stop_index(text) != -1 or (eos is not None and eos in ids) or len(ids) >= max_new_tokens)
+            done.append(self._ended(ids, max_new_tokens))
             mask[r, width - len(d) + k:] = 0  # draft tokens after the first rejected one (none if all kept)
-        return (accepted, done, (out.cache, mask)) if keep_cache else (accepted, done)
+        return accepted, done, (out.cache, mask)
 
     def drafts(self, bins: torch.Tensor, questions: Sequence[str | None]) -> list[str | None]:
         """Each row's draft answer from the connector's own count head (a description for None, else the
