@@ -6,16 +6,19 @@ meaning), one-hot, through a small conv trunk and an MLP projector into the LLM'
     bins [b, 8, 14, 14] ──one-hot──> [b, 40, 14, 14] ──trunk──> [b, 128, 7, 7]
         ├─> 49 patch tokens ──MLP──> [b, 49, H] + learned positions
         └─> mean‖max pool [b, 256] ──count hidden──> count head [b, 8 shapes, max_count + 1]
-                 one shape token per type: MLP(hidden ‖ softmax(count logits of the type) ‖ one-hot type)
-                                                   ──> [b, 8, H]
+                 per shape type k ("named", the shipped reader's summary):
+                   count token: softmax(count logits of k) @ the LLM's embeddings of "0".."4"
+                                + MLP(hidden ‖ softmax ‖ one-hot k), its last layer zero-initialised
+                   then the LLM's own embeddings of " <name of k>" (frozen): "2 vertical"
 
-The 57 soft tokens sit between two text pieces of the prompt (`prefix_text`, then the turns).
-Why a trunk and shape tokens (measured, README "The activation reader"): a projector per 2×2
-patch sees one cell of a shape that spans 5–10 cells, and the LLM then has to count across 49
-tokens; the trunk's receptive field covers a shape, and the shape tokens, one per shape type and
-carrying the count head's belief for that type, hand the LLM each count where it needs it (with a
-single pooled summary token the LLM still had to untangle eight counts from one vector: 0.88 exact
-against the count head's own 0.96).
+The 69 soft tokens (SmolLM2: 49 patches, 8 counts, 12 name tokens) sit between two text pieces of
+the prompt (`prefix_text`, then the turns). Why a trunk and shape tokens (measured, README "The
+activation reader"): a projector per 2×2 patch sees one cell of a shape that spans 5–10 cells, and
+the LLM then has to count across 49 tokens; the trunk's receptive field covers a shape, and one count
+token per shape type hands the LLM each count where it needs it (with a single pooled summary token
+it had to untangle eight counts from one vector: 0.88 exact against the count head's own 0.96). The
+names tell the LLM which count is which by content: without them it told the counts apart by
+position only and wrote a neighbour's count ("1 vertical, 2 ellipses" for "2 verticals, 1 ellipse").
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ GROUPS: dict[str, tuple[int, ...]] = {
     "shapes": tuple(range(len(SHAPES))),
 }
 """The sums the grounded questions ask for (`interp.interpreters.questions`), as indices into SHAPES."""
-SUMMARIES = {"digits": len(SHAPES), "shapes+groups": len(SHAPES) + len(GROUPS), "shapes": len(SHAPES), "pooled": 1,
-             "none": 0}
-"""Summary kinds → how many soft tokens each adds after the patches."""
+SUMMARIES = {"named": len(SHAPES), "digits": len(SHAPES), "shapes": len(SHAPES),
+             "shapes+groups": len(SHAPES) + len(GROUPS), "pooled": 1, "none": 0}
+"""Summary kinds → how many count tokens each adds after the patches ("named" adds the names' tokens too)."""
 READER_TASKS = {"shapes+groups": "Conv1 activations of an MNIST CNN as 49 patches and 11 counts:"}
 """The prefix text per summary kind where it is not READER_TASK (it names what the soft tokens hold)."""
 
@@ -78,8 +81,12 @@ class ReaderConfig:
     "shapes+groups" (those, then one token per group sum the questions ask for: curves, straight
     lines, all shapes; the count head also predicts the sums), "digits" (one token per shape type that
     starts as the LLM's own digit embeddings weighted by the count head's belief, plus a learned
-    residual: the LLM reads each count nearly as the digit it writes), "pooled" (one token from the
-    count hidden layer; the first shipped reader) or "none"."""
+    residual: the LLM reads each count nearly as the digit it writes), "named" (the digit tokens, each
+    followed by the LLM's own embeddings of its shape's name, " vertical": the type is told by content,
+    not only by position, which the digit reader confused between neighbours), "pooled" (one token
+    from the count hidden layer; the first shipped reader) or "none"."""
+    name_lengths: tuple[int, ...] = ()
+    """"named" only: how many tokens the LLM's tokenizer makes of each " <shape>" (`shape_name_ids`)."""
     layer: str = DEFAULT_LAYER
     """The target CNN's layer whose bins the reader reads (`interp.target.layers`): conv1 [8, 14, 14] is
     pooled to 7 × 7 patch tokens by the trunk, conv2 [16, 7, 7] is read at 7 × 7 as it is."""
@@ -90,6 +97,10 @@ class ReaderConfig:
             raise ValueError("every ReaderConfig width and max_count must be ≥ 1")
         if self.summary not in SUMMARIES:
             raise ValueError(f"summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
+        object.__setattr__(self, "name_lengths", tuple(int(n) for n in self.name_lengths))  # JSON gives a list
+        if self.summary == "named" and (len(self.name_lengths) != self.n_heads or min(self.name_lengths) < 1):
+            raise ValueError(f'summary "named" needs name_lengths: ≥ 1 token for each of the {self.n_heads} '
+                             f"shape names, got {self.name_lengths}")
 
     @property
     def spec(self) -> Layer:
@@ -106,7 +117,7 @@ class ReaderConfig:
 
     @property
     def n_tokens(self) -> int:
-        return self.n_patches + SUMMARIES[self.summary]
+        return self.n_patches + SUMMARIES[self.summary] + sum(self.name_lengths if self.summary == "named" else ())
 
     @property
     def n_heads(self) -> int:
@@ -116,7 +127,7 @@ class ReaderConfig:
     @property
     def per_type(self) -> bool:
         """One summary token per count head row (shape type or group sum)."""
-        return self.summary in ("shapes", "shapes+groups", "digits")
+        return self.summary in ("shapes", "shapes+groups", "digits", "named")
 
     @property
     def task(self) -> str:
@@ -183,20 +194,30 @@ class Connector(nn.Module):
         width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.per_type else 0)
         self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
             if cfg.summary != "none" else None
-        if cfg.summary == "digits":
-            # The LLM's input embeddings of "0".."max_count" (`set_digit_embeddings`); saved with the weights so
-            # a reader loads without its tokenizer. The residual starts at zero: the tokens start as digits.
+        if cfg.summary in ("digits", "named"):
+            # The LLM's input embeddings of "0".."max_count" (and of the shape names), set by
+            # `set_llm_embeddings`; saved with the weights so a reader loads without its tokenizer.
+            # The residual starts at zero: the tokens start as digits.
             self.register_buffer("digit_embeddings", torch.zeros(cfg.max_count + 1, h))
             nn.init.zeros_(self.summary_proj[-1].weight)
             nn.init.zeros_(self.summary_proj[-1].bias)
+        if cfg.summary == "named":
+            self.register_buffer("name_embeddings", torch.zeros(sum(cfg.name_lengths), h))
 
-    def set_digit_embeddings(self, embeddings: torch.Tensor, tokenizer: Any) -> None:
-        """Copy the rows of the LLM's input ``embeddings`` for the digit tokens "0".."max_count"."""
+    def set_llm_embeddings(self, embeddings: torch.Tensor, tokenizer: Any) -> None:
+        """Copy the rows of the LLM's input ``embeddings`` for the digit tokens "0".."max_count" and, for a
+        "named" reader, for the tokens of each " <shape>"."""
         ids = [tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(self.cfg.max_count + 1)]
         if any(len(i) != 1 for i in ids):
             raise ValueError(f"the tokenizer splits a digit 0..{self.cfg.max_count} into several tokens: {ids}")
         with torch.no_grad():
             self.digit_embeddings.copy_(embeddings[[i[0] for i in ids]].to(self.digit_embeddings))
+            if self.cfg.summary == "named":
+                names = shape_name_ids(tokenizer)
+                if tuple(map(len, names)) != self.cfg.name_lengths:
+                    raise ValueError(f"this tokenizer splits the shape names into {tuple(map(len, names))} tokens; "
+                                     f"the reader was built for {self.cfg.name_lengths}")
+                self.name_embeddings.copy_(embeddings[[i for row in names for i in row]].to(self.name_embeddings))
 
     def features(self, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(patch features [b, 49, t], count hidden [b, count_hidden], count logits [b, n_heads, max_count + 1])."""
@@ -216,10 +237,19 @@ class Connector(nn.Module):
             kind = torch.eye(n, device=hidden.device, dtype=hidden.dtype).expand(b, n, n)
             belief = logits.softmax(-1).to(hidden.dtype)
             per_shape = self.summary_proj(torch.cat([hidden[:, None].expand(b, n, -1), belief, kind], -1))
-            if self.cfg.summary == "digits":
+            if self.cfg.summary in ("digits", "named"):
                 per_shape = per_shape + belief @ self.digit_embeddings.to(belief.dtype)
+            if self.cfg.summary == "named":  # count k, then the name of shape k: "2 vertical"
+                names = self.name_embeddings.to(per_shape.dtype).split(list(self.cfg.name_lengths))
+                per_shape = torch.cat([t for k, name in enumerate(names)
+                                       for t in (per_shape[:, k : k + 1], name.expand(b, -1, -1))], 1)
             tokens = torch.cat([tokens, per_shape], 1)
         return tokens, logits
+
+
+def shape_name_ids(tokenizer: Any) -> list[list[int]]:
+    """The tokens of " <shape>" for each shape type, as the LLM reads the names in its descriptions."""
+    return [tokenizer(f" {name}", add_special_tokens=False)["input_ids"] for name in SHAPES]
 
 
 def count_loss(logits: torch.Tensor, counts: torch.Tensor, max_count: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from interp.interpreters.reader import (
     ReaderModel,
     count_loss,
     prefix_token_ids,
+    shape_name_ids,
 )
 from interp.interpreters.training import (
     FinetuneResult,
@@ -181,8 +182,8 @@ def reader_trainer_class():
 def build_reader_model(llm: Any, tokenizer: Any, reader_cfg: ReaderConfig, aux_weight: float) -> ReaderModel:
     device = llm.get_input_embeddings().weight.device
     connector = Connector(reader_cfg).to(device)
-    if reader_cfg.summary == "digits":
-        connector.set_digit_embeddings(llm.get_input_embeddings().weight, tokenizer)
+    if reader_cfg.summary in ("digits", "named"):
+        connector.set_llm_embeddings(llm.get_input_embeddings().weight, tokenizer)
     model = ReaderModel(llm, connector, prefix_token_ids(tokenizer, reader_cfg.task), aux_weight,
                         prefix_text=reader_cfg.task)
     if getattr(llm, "hf_device_map", None) is not None:  # placed by device_map: Trainer must not move it
@@ -200,7 +201,8 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
     out, tokenizer = setup.out, setup.tokenizer
     hidden = setup.model.get_input_embeddings().weight.shape[1]
     layer = setup.manifest.get("layer") or setup.manifest.get("config", {}).get("layer") or DEFAULT_LAYER
-    reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary, layer=layer)
+    names = tuple(map(len, shape_name_ids(tokenizer))) if cfg.reader_summary == "named" else ()
+    reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary, layer=layer, name_lengths=names)
     model = build_reader_model(setup.model, tokenizer, reader_cfg, cfg.reader_aux_weight)
 
     encoder = setup.manifest.get("encoder", "paper")  # the rows' encodings decode back to bins exactly

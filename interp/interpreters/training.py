@@ -97,8 +97,9 @@ class FinetuneConfig:
     """Reader only: weight of the connector's count loss beside the LM loss in the joint stage."""
     reader_qa_share: float = 0.5
     """Reader only: share of training images that also get a grounded question (interp.interpreters.questions)."""
-    reader_summary: str = "shapes"
-    """Reader only: the soft tokens after the patches (`ReaderConfig.summary`): "shapes" or "shapes+groups"."""
+    reader_summary: str = "named"
+    """Reader only: the soft tokens after the patches (`ReaderConfig.summary`): "named" (the shipped reader's),
+    "digits", "shapes" or "shapes+groups"."""
     lr_scheduler: str | None = None
     """Learning-rate schedule after warm-up, 'linear' or 'cosine' (default: linear for text, cosine for the reader)."""
     sync_to: str | None = None

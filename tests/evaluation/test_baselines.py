@@ -79,10 +79,11 @@ def test_probe_config_validates_and_round_trips() -> None:
             ProbeConfig(**bad)
 
 
-def trivial_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every filter map is one constant level; the count of the first shape type is filter 0's level, others 0."""
-    levels = np.random.default_rng(seed).integers(0, 5, (n, 8))
-    bins = np.broadcast_to(levels[:, :, None, None], (n, 8, 14, 14)).astype(np.int8).copy()
+def trivial_task(n: int, seed: int, channels: int = 8, side: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """Every filter map is one constant level; the count of the first shape type is filter 0's level, others 0
+    (conv1's [8, 14, 14] maps by default)."""
+    levels = np.random.default_rng(seed).integers(0, 5, (n, channels))
+    bins = np.broadcast_to(levels[:, :, None, None], (n, channels, side, side)).astype(np.int8).copy()
     counts = np.zeros((n, 8), dtype=np.int64)
     counts[:, 0] = levels[:, 0]
     return bins, counts
@@ -174,11 +175,7 @@ def test_cli_baselines(paths, tiny_dataset: Path, capsys, monkeypatch) -> None:
 
 def trivial_conv2_task(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`trivial_task` on conv2's [16, 7, 7] maps."""
-    levels = np.random.default_rng(seed).integers(0, 5, (n, 16))
-    bins = np.broadcast_to(levels[:, :, None, None], (n, 16, 7, 7)).astype(np.int8).copy()
-    counts = np.zeros((n, 8), dtype=np.int64)
-    counts[:, 0] = levels[:, 0]
-    return bins, counts
+    return trivial_task(n, seed, channels=16, side=7)
 
 
 def test_probe_inputs_of_conv2_bins() -> None:

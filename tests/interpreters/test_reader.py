@@ -20,6 +20,7 @@ from interp.interpreters.reader import (
     ReaderInterpreter,
     one_hot_bins,
     prefix_token_ids,
+    shape_name_ids,
     split_prompt,
 )
 from interp.interpreters.reader_training import ReaderCollator, build_examples, conversation, tokenize_conversation
@@ -92,7 +93,7 @@ def test_digit_tokens_start_as_the_llms_digits_weighted_by_the_count_head(tmp_pa
     tok = tiny_tokenizer(tmp_path)
     cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary="digits")
     connector, emb = Connector(cfg), torch.randn(tok.vocab_size, 24)
-    connector.set_digit_embeddings(emb, tok)
+    connector.set_llm_embeddings(emb, tok)
     digits = emb[[tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(5)]]
     with torch.no_grad():
         connector.count_out.bias[:5] += torch.tensor([0.0, 0, 0, 80, 0])  # "3 diagonals", almost surely
@@ -100,6 +101,33 @@ def test_digit_tokens_start_as_the_llms_digits_weighted_by_the_count_head(tmp_pa
     torch.testing.assert_close(tokens[:, 49], digits[3].expand(2, -1), atol=1e-4, rtol=0)
     torch.testing.assert_close(tokens[:, 49:], logits.softmax(-1) @ digits)  # the residual starts at zero
     assert torch.equal(Connector(cfg).state_dict()["digit_embeddings"], torch.zeros(5, 24))  # saved with the weights
+
+
+def test_named_tokens_follow_each_count_with_the_llms_own_embedding_of_its_shape_name(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    tok = tiny_tokenizer(tmp_path)
+    names = shape_name_ids(tok)
+    cfg = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary="named",
+                       name_lengths=tuple(map(len, names)))
+    assert cfg.n_tokens == 49 + len(SHAPES) + sum(map(len, names))
+    assert ReaderConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # lengths survive JSON
+    connector, emb = Connector(cfg), torch.randn(tok.vocab_size, 24)
+    connector.set_llm_embeddings(emb, tok)
+    digits = emb[[tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(5)]]
+    tokens, logits = connector(torch.as_tensor(_bins(2)))
+    assert tokens.shape == (2, cfg.n_tokens, 24)
+    at = 49
+    for k, ids in enumerate(names):  # "<count of shape k> <name of shape k>", in the language's order
+        torch.testing.assert_close(tokens[:, at], logits[:, k].softmax(-1) @ digits)
+        torch.testing.assert_close(tokens[:, at + 1 : at + 1 + len(ids)], emb[ids].expand(2, -1, -1))
+        at += 1 + len(ids)
+    assert at == cfg.n_tokens
+    with pytest.raises(ValueError, match="name_lengths"):
+        ReaderConfig(summary="named")
+    other = ReaderConfig(hidden_size=24, trunk_channels=8, token_channels=8, count_hidden=16, summary="named",
+                         name_lengths=tuple(n + 1 for n in cfg.name_lengths))
+    with pytest.raises(ValueError, match="splits the shape names"):
+        Connector(other).set_llm_embeddings(emb, tok)
 
 
 def test_group_heads_learn_the_sums_the_questions_ask_for() -> None:
@@ -224,16 +252,17 @@ def test_reader_finetune_trains_connector_and_lora_only(tiny: dict, paths) -> No
     assert "\n" not in streamed and "###" not in streamed
 
 
-def test_a_digit_token_reader_trains_saves_and_reloads_its_digits(tiny: dict, paths) -> None:
+@pytest.mark.parametrize("summary", ["digits", "named"])
+def test_a_digit_token_reader_trains_saves_and_reloads_its_digits(tiny: dict, paths, summary: str) -> None:
     from interp.interpreters.registry import load_interpreter
 
-    result = finetune(_cfg(tiny, reader_summary="digits", max_steps=2, eval_steps=0), paths.models_dir,
+    result = finetune(_cfg(tiny, reader_summary=summary, max_steps=2, eval_steps=0), paths.models_dir,
                       paths.datasets_dir, progress=False)
     emb = result.model.llm.get_input_embeddings().weight
     digits = [tiny["tok"](str(k), add_special_tokens=False)["input_ids"][0] for k in range(5)]
     torch.testing.assert_close(result.model.connector.digit_embeddings, emb[digits].detach())
     interp = load_interpreter(str(tiny["tmp"] / "run"), paths.models_dir, device="cpu")
-    assert interp.model.connector.cfg.summary == "digits"
+    assert interp.model.connector.cfg.summary == summary
     torch.testing.assert_close(interp.model.connector.digit_embeddings, emb[digits].detach())
     assert len(interp.describe([get_encoder("paper").encode(_bins(1)[0])], max_new_tokens=3)) == 1
 
