@@ -24,7 +24,7 @@ def test_status_names_the_fix_and_counts_runs_and_jobs(paths) -> None:
     store.upsert_job("j2", "r1", "local", {}, "failed")
     stages = {s.stage: s for s in pipeline_status(paths)}
     assert stages["Encoding"].ready and "default" in stages["Encoding"].detail
-    assert stages["Interpreter"].detail == ("2 shipped (reader-smollm2, smollm2-compact), 1 trained run(s) under "
+    assert stages["Interpreter"].detail == ("3 shipped (reader-smollm2, reader-smollm2-conv2, smollm2-compact), 1 trained run(s) under "
                                             "runs/; 2 job(s), 1 queued or running")
     assert not stages["Evaluation"].ready and "Compare" in stages["Evaluation"].detail
     store.upsert_run("r1", "evaluate", None, {}, "done", None)
