@@ -130,6 +130,11 @@ class ReaderConfig:
         return self.summary in ("shapes", "shapes+groups", "digits", "named")
 
     @property
+    def llm_embeddings(self) -> bool:
+        """The count tokens start as the LLM's own digit embeddings ("digits", "named"; `Connector.set_llm_embeddings`)."""
+        return self.summary in ("digits", "named")
+
+    @property
     def task(self) -> str:
         """The prefix text a new reader of this config is trained with."""
         task = READER_TASKS.get(self.summary, READER_TASK)
@@ -194,7 +199,7 @@ class Connector(nn.Module):
         width = cfg.count_hidden + (cfg.max_count + 1 + cfg.n_heads if cfg.per_type else 0)
         self.summary_proj = nn.Sequential(nn.Linear(width, h), nn.GELU(), nn.Linear(h, h)) \
             if cfg.summary != "none" else None
-        if cfg.summary in ("digits", "named"):
+        if cfg.llm_embeddings:
             # The LLM's input embeddings of "0".."max_count" (and of the shape names), set by
             # `set_llm_embeddings`; saved with the weights so a reader loads without its tokenizer.
             # The residual starts at zero: the tokens start as digits.
@@ -237,7 +242,7 @@ class Connector(nn.Module):
             kind = torch.eye(n, device=hidden.device, dtype=hidden.dtype).expand(b, n, n)
             belief = logits.softmax(-1).to(hidden.dtype)
             per_shape = self.summary_proj(torch.cat([hidden[:, None].expand(b, n, -1), belief, kind], -1))
-            if self.cfg.summary in ("digits", "named"):
+            if self.cfg.llm_embeddings:
                 per_shape = per_shape + belief @ self.digit_embeddings.to(belief.dtype)
             if self.cfg.summary == "named":  # count k, then the name of shape k: "2 vertical"
                 names = self.name_embeddings.to(per_shape.dtype).split(list(self.cfg.name_lengths))

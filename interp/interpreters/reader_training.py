@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from interp.interpreters.dataset import manifest_layer
 from interp.interpreters.probe import dataset_bins
 from interp.interpreters.prompt import ANSWER_SIGNIFIER, QUESTION_SIGNIFIER
 from interp.interpreters.questions import sample_questions
@@ -42,7 +43,6 @@ from interp.interpreters.training import (
     training_arguments,
 )
 from interp.language import OUTPUT_SIGNIFIER, counts_from_vector, format_description
-from interp.target.layers import DEFAULT_LAYER
 
 WARMUP_FILE = "connector_warmup.safetensors"
 
@@ -182,7 +182,7 @@ def reader_trainer_class():
 def build_reader_model(llm: Any, tokenizer: Any, reader_cfg: ReaderConfig, aux_weight: float) -> ReaderModel:
     device = llm.get_input_embeddings().weight.device
     connector = Connector(reader_cfg).to(device)
-    if reader_cfg.summary in ("digits", "named"):
+    if reader_cfg.llm_embeddings:
         connector.set_llm_embeddings(llm.get_input_embeddings().weight, tokenizer)
     model = ReaderModel(llm, connector, prefix_token_ids(tokenizer, reader_cfg.task), aux_weight,
                         prefix_text=reader_cfg.task)
@@ -200,7 +200,7 @@ def finetune_reader(cfg: Any, models_dir: Path, datasets_dir: Path, progress: bo
     setup = prepare_training(cfg, models_dir, datasets_dir)
     out, tokenizer = setup.out, setup.tokenizer
     hidden = setup.model.get_input_embeddings().weight.shape[1]
-    layer = setup.manifest.get("layer") or setup.manifest.get("config", {}).get("layer") or DEFAULT_LAYER
+    layer = manifest_layer(setup.manifest)
     names = tuple(map(len, shape_name_ids(tokenizer))) if cfg.reader_summary == "named" else ()
     reader_cfg = ReaderConfig(hidden_size=hidden, summary=cfg.reader_summary, layer=layer, name_lengths=names)
     model = build_reader_model(setup.model, tokenizer, reader_cfg, cfg.reader_aux_weight)
