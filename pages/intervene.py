@@ -1,4 +1,5 @@
-"""Intervene: switch conv1 filters off, scale or clamp them, and see what the CNN and the interpreter then say."""
+"""Intervene: switch filters of the interpreter's layer off, scale or clamp them, and see what the CNN and the
+interpreter then say."""
 
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from interp.interventions import MAX_SCALE, Intervention, intervene_image
 from interp.jobs import control as jobs
 from interp.jobs.spec import EffectsJobConfig, EvaluateJobConfig, JobSpec
 from interp.pipeline import thresholds_for
+from interp.target.layers import get_layer
 from pages.common import (
     active_jobs,
     active_threshold_set,
@@ -43,12 +45,13 @@ def effects_progress() -> None:
 
 
 st.title("Intervene")
-st.caption("The causal test: change what one conv1 filter passes on — switch it off, scale it, or clamp it to a "
-           "bin where it fires — and see what the target CNN predicts and what the interpreter reads then. The "
-           "change acts on the activations through a scoped hook, never on the saved weights.")
+st.caption("The causal test: change what one filter of the interpreter's layer (conv1, or conv2 for a conv2 "
+           "interpreter) passes on — switch it off, scale it, or clamp it to a bin where it fires — and see what the "
+           "target CNN predicts and what the interpreter reads then. The change acts on the activations through a "
+           "scoped hook, never on the saved weights.")
 
 image, label = current_image()
-choices = [c for c in interpreter_choices() if c.available and c.layer == "conv1"]  # interventions act on conv1
+choices = [c for c in interpreter_choices() if c.available]
 if not choices:
     st.error("No interpreter can be loaded. Run `python -m interp models fetch smollm2-135m`, then reload.")
     st.stop()
@@ -60,21 +63,24 @@ with c_pick:
     pick = st.selectbox("Interpreter", range(len(choices)), format_func=lambda i: choices[i].label,
                         key="iv_interpreter")
     choice = choices[pick]
-    thresholds = thresholds_for(choice.thresholds, active_threshold_set)
-    st.caption(f"Bins with threshold set **{thresholds.name}** (the interpreter's own, else the active set).")
+    layer = get_layer(choice.layer)
+    thresholds = thresholds_for(choice.thresholds, lambda: active_threshold_set(layer.name), layer)
+    st.caption(f"Interventions on **{layer.name}** {list(layer.shape)}, the interpreter's layer. Bins with threshold "
+               f"set **{thresholds.name}** (the interpreter's own, else the active {layer.name} set).")
 
 st.subheader("Interventions")
 interventions = []
-cols = st.columns(8)
+cols = [col for _ in range(0, layer.channels, 8) for col in st.columns(8)]  # rows of 8: conv2's 16 fit
 for f, col in enumerate(cols):
-    op = col.selectbox(f"filter {f}", list(OPS), format_func=OPS.get, key=f"iv_op_{f}")
+    op = col.selectbox(f"filter {f}", list(OPS), format_func=OPS.get, key=f"iv_op_{layer.name}_{f}")
     if op == "ablate":
         interventions.append(Intervention(f, "ablate"))
     elif op == "scale":
-        interventions.append(Intervention(f, "scale", col.slider("×", 0.0, MAX_SCALE, 0.5, 0.1, key=f"iv_scale_{f}")))
+        interventions.append(Intervention(f, "scale", col.slider("×", 0.0, MAX_SCALE, 0.5, 0.1,
+                                                                 key=f"iv_scale_{layer.name}_{f}")))
     elif op == "clamp":
         interventions.append(Intervention(f, "clamp", col.selectbox("bin", list(LETTERS[1:]), index=2,
-                                                                  key=f"iv_clamp_{f}")))
+                                                                  key=f"iv_clamp_{layer.name}_{f}")))
 
 if not interventions:
     st.info("Choose an intervention for at least one filter above (e.g. ablate filter 3).")
@@ -89,7 +95,8 @@ else:
         if len(cache) > 500:
             cache.clear()
         r = intervene_image(target_model(), image, interventions, thresholds, choice.encoder, model.describe, cache)
-    st.caption(" · ".join(iv.label for iv in interventions) + f" — {r.changed_cells} of 1,568 cells change bin.")
+    st.caption(" · ".join(iv.label for iv in interventions)
+               + f" — {r.changed_cells} of {layer.channels * layer.cells:,} cells change bin.")
     before, after = st.columns(2, gap="large")
     for col, title, a, text in ((before, "Before", r.before, r.description_before),
                                 (after, "After", r.after, r.description_after)):
@@ -112,8 +119,9 @@ else:
 
 # --- the effect map ---------------------------------------------------------------------------------------
 st.subheader("Effect map: which filter carries which shape")
-st.caption("Over held-out synthetic images (D_syn_eval), each filter ablated alone: the share of the shapes the "
-           "interpreter (and, beside it, the activation probe) read before that are gone after, and the target's "
+st.caption(f"Over held-out synthetic images (D_syn_eval), each {layer.name} filter ablated alone: the share of the "
+           "shapes the interpreter (and, beside it, the activation probe of its layer) read before that are gone "
+           "after, and the target's "
            f"digit accuracy on MNIST test images. Up to {INLINE_MAX} images in the page, more as a job (the "
            "Fine-tuning jobs page lists it); from a shell: `python -m interp intervene effects --name NAME --n 200`.")
 if failed := st.session_state.pop("iv_fx_failed", None):
@@ -161,8 +169,8 @@ if maps:
     fig = px.imshow(table, zmin=0, zmax=1, color_continuous_scale="Reds", text_auto=".0%", aspect="auto",
                     labels=dict(x="shape type", y="intervention", color="removed"))
     st.plotly_chart(fig, key="iv_fx_heatmap")
-    st.caption(f"`{fx.interpreter}` on {fx.config.n} images, {fx.seconds:.0f} s. A blank cell: no such shape was "
-               "read before.")
+    st.caption(f"`{fx.interpreter}` on {fx.config.n} images, {fx.layer} filters, {fx.seconds:.0f} s. A blank cell: "
+               "no such shape was read before.")
     st.markdown("\n".join(f"- {line}" for line in fx.summary()))
 else:
     st.caption("No effect map yet.")

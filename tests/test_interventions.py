@@ -1,4 +1,5 @@
-"""Interventions on conv1 with a tiny hand-set CNN: filter 0 sees vertical strokes, filter 1 horizontal ones."""
+"""Interventions on conv1 with a tiny hand-set CNN (filter 0 sees vertical strokes, filter 1 horizontal ones),
+and on conv2 with the shipped target."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from interp.encoding.thresholds import ThresholdSet
 from interp.interpreters.probe import bins_from_encodings
 from interp.interventions import Intervention, apply_interventions, bin_value, intervene_image, run_intervened
+from interp.target.activations import capture
 from interp.target.cnn import TargetCNN
 
 THRESHOLDS = ThresholdSet(name="hand", thresholds=[[0.0, 1.0, 2.0, 3.0]] * 8)
@@ -60,7 +62,7 @@ class BinReader:
 
 
 def test_interventions_validate_their_fields() -> None:
-    for bad in [dict(filter=8), dict(filter=0, op="erase"), dict(filter=0, op="scale", value=4),
+    for bad in [dict(filter=-1), dict(filter=1.5), dict(filter=0, op="erase"), dict(filter=0, op="scale", value=4),
                 dict(filter=0, op="scale", value=None), dict(filter=0, op="clamp", value="x")]:
         with pytest.raises(ValueError):
             Intervention(**bad)
@@ -105,3 +107,44 @@ def test_intervene_image_shows_the_shape_that_disappears() -> None:
     intervene_image(model, vertical(), [Intervention(0, "scale", 0.2)], THRESHOLDS, describe=reader.describe,
                     cache=cache)
     assert reader.calls[2:] == [2, 1] and len(cache) == 3  # the original is read once, then only what changed
+
+
+def test_a_filter_the_layer_lacks_is_refused_naming_the_layer() -> None:
+    model = hand_set_cnn()
+    with pytest.raises(ValueError, match=r"filter 8 is not a filter of conv1, which has 8 \(0..7\)"):
+        run_intervened(model, vertical(), [Intervention(8, "ablate")])
+    with pytest.raises(ValueError, match="filter 12 is not a filter of conv1"):
+        apply_interventions(torch.zeros(8, 14, 14), [Intervention(12, "ablate")])
+    with pytest.raises(ValueError, match="filter 8 is not a filter of conv1"):
+        intervene_image(model, vertical(), [Intervention(8, "ablate")], THRESHOLDS, describe=BinReader().describe)
+    with pytest.raises(ValueError, match=r"registered layer's maps .* got \[5, 14, 14\]"):
+        apply_interventions(torch.zeros(5, 14, 14), [Intervention(0, "ablate")])
+    assert not model.conv1._forward_hooks and not model.conv2._forward_hooks
+
+
+def test_conv2_interventions_change_conv2_maps_only_downstream(target_model, conv2_thresholds, mnist) -> None:
+    images = mnist.test.images[:16]
+    before = capture(target_model, images, "conv2")
+    fires = int(before.reshape(16, 16, -1).max(-1).sum(0).argmax())  # the conv2 filter that fires most
+    acts, probs = run_intervened(target_model, images, [], conv2_thresholds, layer="conv2")
+    ablated, probs_ablated = run_intervened(target_model, images, [Intervention(fires, "ablate"),
+                                                                   Intervention(15, "scale", 2.0)],
+                                            conv2_thresholds, layer="conv2")
+    np.testing.assert_allclose(acts, before, rtol=1e-5, atol=1e-6)
+    assert ablated.shape == (16, 16, 7, 7) and ablated[:, fires].max() == 0 < before[:, fires].max()
+    np.testing.assert_allclose(ablated[:, 15], 2 * before[:, 15], rtol=1e-5, atol=1e-6)
+    others = [f for f in range(16) if f not in (fires, 15)]
+    np.testing.assert_allclose(ablated[:, others], before[:, others], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(probs, probs_ablated)  # the classifier after conv2 saw the change
+    assert not target_model.conv2._forward_hooks
+
+    clamped, _ = run_intervened(target_model, images, [Intervention(fires, "clamp", "h")], conv2_thresholds,
+                                layer="conv2")
+    values = np.unique(clamped[:, fires])  # 0 where it did not fire, the middle of its h bin where it did
+    assert values[0] == 0 and len(values) == 2 and np.isclose(values[1], bin_value(conv2_thresholds, fires, "h"))
+    assert np.array_equal(clamped[:, fires] > 0, before[:, fires] > conv2_thresholds.as_array()[fires, 0])
+
+    result = intervene_image(target_model, images[int(before[:, fires].max((1, 2)).argmax())],
+                             [Intervention(fires, "ablate")], conv2_thresholds, describe=BinReader().describe)
+    assert result.before.layer == result.after.layer == "conv2" and result.after.bins.shape == (16, 7, 7)
+    assert result.changed_cells > 0 and not result.after.bins[fires].any()

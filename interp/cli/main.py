@@ -20,7 +20,7 @@ from interp.data.mnist import load_mnist
 from interp.encoding.encoders import encode_activations, list_encoders
 from interp.encoding.reference import calibrate_default
 from interp.evaluation.baselines import run_majority, run_probe
-from interp.evaluation.effects import EffectConfig, ablate_each, run_effects
+from interp.evaluation.effects import EffectConfig, run_effects
 from interp.evaluation.evaluate import DEFAULT_N, EVAL_SETS, eval_set_name, evaluate_spec, interpreter_thresholds
 from interp.evaluation.metrics import main_metrics
 from interp.evaluation.shipped import export_results
@@ -271,12 +271,17 @@ def cmd_intervene_image(args: argparse.Namespace, paths: Paths) -> int:
 
 @command("intervene effects")
 def cmd_intervene_effects(args: argparse.Namespace, paths: Paths) -> int:
-    interventions = _interventions(args) or ablate_each()
-    cfg = EffectConfig(n=args.n, n_mnist=args.n_mnist, interventions=tuple(interventions),
+    # None: each filter of the interpreter's layer (8 on conv1, 16 on conv2)
+    cfg = EffectConfig(n=args.n, n_mnist=args.n_mnist, interventions=tuple(_interventions(args)) or None,
                        batch_size=args.batch_size)
-    with tqdm(total=len(interventions) + 1, unit="intervention", desc="effects") as bar:
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    with tqdm(unit="intervention", desc="effects") as bar:
         path, result = run_effects(load_interpreter(args.interpreter, paths.models_dir), paths, cfg, args.name,
-                                   progress=lambda done, total: bar.update(done - bar.n))
+                                   progress=progress)
     for line in result.summary():
         print(line)
     print(f"saved {path} ({result.seconds:.0f} s)")
@@ -427,10 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_options(p)
     p.set_defaults(cmd="baseline probe")
 
-    iv = sub.add_parser("intervene", help="switch conv1 filters off, scale or clamp them, and see what changes").add_subparsers(
+    iv = sub.add_parser("intervene", help="switch filters of the interpreter's layer (conv1, conv2) off, scale or clamp them, and see what changes").add_subparsers(
         dest="intervene_cmd", required=True, metavar="ACTION")
     for action, text in (("image", "one image before and after (prediction, description, changed counts)"),
-                         ("effects", "the effect map over held-out images (default: ablate each filter)")):
+                         ("effects", "the effect map over held-out images (default: ablate each filter of the layer)")):
         p = iv.add_parser(action, help=text)
         p.add_argument("--interpreter", default="assets/interpreters/reader-smollm2",
                        help="interpreter folder or base:PRESET")

@@ -1,7 +1,8 @@
-"""The effect map: what each intervention on conv1 does to what the interpreter and the probe read,
-and to the target's digit accuracy, over many held-out images (issue 17's causal test).
+"""The effect map: what each intervention on a layer's filters does to what the interpreter and the probe
+read, and to the target's digit accuracy, over many held-out images (issue 17's causal test).
 
-For every intervention (default: ablate each of the 8 filters) and every shape type: how many of the
+The layer is the interpreter's (conv1, or conv2 for a conv2 interpreter: its thresholds say which). For
+every intervention (default: ablate each of the layer's filters, 8 on conv1, 16 on conv2) and every shape type: how many of the
 shapes read before are gone after ("ablating filter 3 removes 71 % of detected verticals"), how many
 appear, and the mean change of the count; for the interpreter and, beside it, the activation probe
 (the same bins, a model trained only to count); and the target CNN's accuracy on MNIST test digits
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,20 @@ from interp.encoding.thresholds import ThresholdSet
 from interp.evaluation.evaluate import interpreter_thresholds, syn_eval_seed
 from interp.interpreters.dataset import synthetic_images
 from interp.interpreters.probe import ProbeInterpreter, shipped_probe
-from interp.interventions import Intervention, run_intervened
+from interp.interventions import Intervention, check_filters, run_intervened
 from interp.language import PLURALS, SHAPES, SYNTH_SHAPES, parse_description
 from interp.names import safe_name
 from interp.pipeline import thresholds_for
 from interp.store.db import Store
 from interp.target.cnn import TargetCNN, load_target
+from interp.target.layers import DEFAULT_LAYER, get_layer
 
 EFFECTS_FILE = "effects.json"
 READERS = ("interpreter", "probe")
 
 
-def ablate_each(n_filters: int = 8) -> tuple[Intervention, ...]:
+def ablate_each(n_filters: int) -> tuple[Intervention, ...]:
+    """Each of ``n_filters`` filters ablated alone (a layer's channels)."""
     return tuple(Intervention(f, "ablate") for f in range(n_filters))
 
 
@@ -49,24 +52,26 @@ class EffectConfig:
     """Held-out synthetic images (D_syn_eval's generator and seed)."""
     n_mnist: int = 1000
     """MNIST test digits for the target's accuracy with and without each intervention."""
-    interventions: tuple[Intervention, ...] = field(default_factory=ablate_each)
-    """The interventions, each applied alone."""
+    interventions: tuple[Intervention, ...] | None = None
+    """The interventions, each applied alone; None: each filter of the interpreter's layer ablated (the saved
+    map records the ones it ran)."""
     batch_size: int = 50
     """Encodings per describe call."""
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.n_mnist < 0 or self.batch_size < 1:
             raise ValueError("n and batch_size must be ≥ 1, n_mnist ≥ 0")
-        if not self.interventions:
-            raise ValueError("an effect map needs at least one intervention")
+        if self.interventions is not None and not self.interventions:
+            raise ValueError("an effect map needs at least one intervention (or None: ablate each filter)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "n_mnist": self.n_mnist, "batch_size": self.batch_size,
-                "interventions": [iv.to_dict() for iv in self.interventions]}
+                "interventions": None if self.interventions is None else [iv.to_dict() for iv in self.interventions]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EffectConfig":
-        return cls(int(d["n"]), int(d["n_mnist"]), tuple(Intervention.from_dict(i) for i in d["interventions"]),
+        ivs = d.get("interventions")
+        return cls(int(d["n"]), int(d["n_mnist"]), None if ivs is None else tuple(Intervention.from_dict(i) for i in ivs),
                    int(d.get("batch_size", 50)))
 
 
@@ -92,6 +97,8 @@ class EffectMap:
     accuracy_before: float | None
     seconds: float = 0.0
     probe: str | None = None
+    layer: str = DEFAULT_LAYER
+    """The layer whose filters were changed (maps saved before layers: conv1)."""
 
     def table(self, reader: str = "interpreter", measure: str = "removed") -> pd.DataFrame:
         """[intervention × shape type] of ``measure`` for ``reader`` (the heatmap); the seven synthetic types."""
@@ -120,12 +127,13 @@ class EffectMap:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "interpreter": self.interpreter, "probe": self.probe,
-                "rows": self.rows, "accuracy_before": self.accuracy_before, "seconds": self.seconds}
+                "rows": self.rows, "accuracy_before": self.accuracy_before, "seconds": self.seconds,
+                "layer": self.layer}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EffectMap":
         return cls(EffectConfig.from_dict(d["config"]), d["interpreter"], d["rows"], d.get("accuracy_before"),
-                   d.get("seconds", 0.0), d.get("probe"))
+                   d.get("seconds", 0.0), d.get("probe"), get_layer(d.get("layer", DEFAULT_LAYER)).name)
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)
@@ -166,9 +174,16 @@ def effect_map(model: TargetCNN, images: np.ndarray, interpreter: Any, threshold
                cfg: EffectConfig, probe: Any = None, probe_thresholds: ThresholdSet | None = None,
                mnist: tuple[np.ndarray, np.ndarray] | None = None,
                progress: Callable[[int, int], None] | None = None) -> EffectMap:
-    """Measure every intervention of ``cfg`` on ``images`` uint8 [n, 28, 28] (clamps use ``thresholds``, the
-    interpreter's); ``probe`` reads with ``probe_thresholds``; ``mnist``: (images, labels) for digit accuracy."""
+    """Measure every intervention of ``cfg`` on ``images`` uint8 [n, 28, 28] on the layer of ``thresholds`` (the
+    interpreter's; clamps use them); ``probe`` (of the same layer) reads with ``probe_thresholds``; ``mnist``:
+    (images, labels) for digit accuracy."""
     start = time.perf_counter()
+    layer = get_layer(thresholds.layer)
+    cfg = replace(cfg, interventions=cfg.interventions or ablate_each(layer.channels))
+    check_filters(cfg.interventions, layer)  # before any image is read
+    if probe_thresholds is not None and probe_thresholds.layer != layer.name:
+        raise ValueError(f"the probe reads {probe_thresholds.layer}, the interpreter {layer.name}: "
+                         "an effect map compares readers of one layer")
     readers = {"interpreter": (_reader(interpreter.describe, cfg.batch_size), thresholds, interpreter.encoder)}
     if probe is not None:
         readers["probe"] = (_reader(probe.describe, 512), probe_thresholds or thresholds, probe.encoder)
@@ -179,35 +194,36 @@ def effect_map(model: TargetCNN, images: np.ndarray, interpreter: Any, threshold
     def accuracy(ivs: Sequence[Intervention]) -> float | None:
         if mnist is None or not len(mnist[0]):
             return None
-        _, probs = run_intervened(model, mnist[0], ivs, thresholds)
+        _, probs = run_intervened(model, mnist[0], ivs, thresholds, layer=layer)
         return float((probs.argmax(1) == np.asarray(mnist[1])).mean())
 
     total = len(cfg.interventions) + 1
-    acts, _ = run_intervened(model, images, [], thresholds)
+    acts, _ = run_intervened(model, images, [], thresholds, layer=layer)
     base = read_all(acts)
     if progress:
         progress(1, total)
     rows = []
     for k, iv in enumerate(cfg.interventions, 2):
-        acts, _ = run_intervened(model, images, [iv], thresholds)
+        acts, _ = run_intervened(model, images, [iv], thresholds, layer=layer)
         after = read_all(acts)
         rows.append({"label": iv.label, **iv.to_dict(), "accuracy": accuracy([iv]),
                      **{name: shape_effects(base[name], after[name]) for name in readers}})
         if progress:
             progress(k, total)
     return EffectMap(cfg, getattr(interpreter, "name", "interpreter"), rows, accuracy([]),
-                     time.perf_counter() - start, getattr(probe, "name", None))
+                     time.perf_counter() - start, getattr(probe, "name", None), layer.name)
 
 
 def run_effects(interpreter: Any, paths: Any, cfg: EffectConfig, name: str,
                 progress: Callable[[int, int], None] | None = None) -> tuple[Path, EffectMap]:
-    """`intervene effects`: the effect map of a loaded ``interpreter`` on D_syn_eval's first ``cfg.n`` images, with
-    the shipped probe beside it and MNIST test digits for accuracy; saved to ``runs/<name>/``."""
+    """`intervene effects`: the effect map of a loaded ``interpreter`` on D_syn_eval's first ``cfg.n`` images, on its
+    layer's filters, with the shipped probe of that layer beside it and MNIST test digits for accuracy; saved to
+    ``runs/<name>/``."""
     safe_name("effect map name", name)
     thresholds = interpreter_thresholds(interpreter, Store(paths.db_path))
-    found = shipped_probe(paths.probes_dir)  # interventions act on conv1: the conv1 probe reads beside
+    found = shipped_probe(paths.probes_dir, thresholds.layer)
     probe = ProbeInterpreter.load(found) if found else None
-    probe_thresholds = thresholds_for(probe.thresholds, thresholds) if probe else None
+    probe_thresholds = thresholds_for(probe.thresholds, thresholds, thresholds.layer) if probe else None
     test = load_mnist(paths.data_dir).test
     result = effect_map(load_target(paths.target_dir), synthetic_images(cfg.n, syn_eval_seed()).images, interpreter,
                         thresholds, cfg, probe, probe_thresholds,

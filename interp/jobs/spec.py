@@ -70,7 +70,7 @@ class EvaluateJobConfig:
 
 @dataclass(frozen=True)
 class EffectsJobConfig:
-    """An effect-map job: each conv1 filter ablated over held-out images (`interp.evaluation.effects`)."""
+    """An effect-map job: each filter of the interpreter's layer ablated over held-out images (`interp.evaluation.effects`)."""
 
     run: str
     """The interpreter: a run name, shipped:NAME or base:PRESET (as `EvaluateJobConfig.run`)."""

@@ -1,4 +1,5 @@
-"""The effect map with a tiny hand-set CNN whose filters are known: ablating the vertical filter removes the verticals."""
+"""The effect map with a tiny hand-set CNN whose filters are known (ablating the vertical filter removes the
+verticals), and on conv2's 16 filters with the shipped target."""
 
 from __future__ import annotations
 
@@ -55,3 +56,33 @@ def test_a_broken_effect_map_file_is_named(tmp_path: Path) -> None:
         EffectMap.load(tmp_path)
     with pytest.raises(ValueError):
         EffectConfig(interventions=())
+
+
+def test_a_conv2_effect_map_ablates_each_of_its_16_filters(tmp_path: Path, target_model, conv2_thresholds,
+                                                           mnist) -> None:
+    images, labels = mnist.test.images[:6], mnist.test.labels[:6]
+    reader = BinReader()  # reads conv2's filters 0 and 1 as "vertical" and "horizontal"
+    result = effect_map(target_model, images, reader, conv2_thresholds, EffectConfig(n=6, n_mnist=6),
+                        mnist=(images, labels))
+    assert result.layer == "conv2" and len(result.rows) == 16
+    assert result.config.interventions == tuple(Intervention(f, "ablate") for f in range(16))  # what it ran
+    assert list(result.table().index) == [f"ablate filter {f}" for f in range(16)]
+    assert result.table().loc[["ablate filter 0", "ablate filter 1"]].max().max() > 0  # the filters it reads
+    assert result.table().loc["ablate filter 5"].fillna(0).eq(0).all()  # one it does not read
+    again = EffectMap.load(result.save(tmp_path / "fx").parent)
+    assert again.layer == "conv2" and again.config == result.config
+
+    with pytest.raises(ValueError, match="filter 16 is not a filter of conv2, which has 16"):
+        effect_map(target_model, images, BinReader(), conv2_thresholds,
+                   EffectConfig(n=6, n_mnist=0, interventions=(Intervention(16, "ablate"),)))
+    with pytest.raises(ValueError, match="the probe reads conv1, the interpreter conv2"):
+        effect_map(target_model, images, BinReader(), conv2_thresholds, EffectConfig(n=6, n_mnist=0),
+                   probe=BinReader(), probe_thresholds=THRESHOLDS)
+
+
+def test_an_effect_map_saved_before_layers_is_conv1(tmp_path: Path) -> None:
+    result = effect_map(hand_set_cnn(), np.stack([vertical()]), BinReader(), THRESHOLDS, EffectConfig(n=1, n_mnist=0))
+    assert result.layer == "conv1" and len(result.rows) == 8
+    d = result.to_dict()
+    del d["layer"]
+    assert EffectMap.from_dict(d).layer == "conv1"
