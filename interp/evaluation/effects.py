@@ -3,8 +3,8 @@ read, and to the target's digit accuracy, over many held-out images (issue 17's 
 
 The layer is the interpreter's (conv1, or conv2 for a conv2 interpreter: its thresholds say which). For
 every intervention (default: ablate each of the layer's filters, 8 on conv1, 16 on conv2) and every
-shape type: how many of the shapes read before are gone after ("ablating filter 3 removes 71 % of detected verticals"), how many
-appear, and the mean change of the count; for the interpreter and, beside it, the activation probe
+shape type: how many of the shapes read before are gone after ("ablating filter 3 removes 71 % of
+detected verticals"), how many appear, and the mean change of the count; for the interpreter and, beside it, the activation probe
 (the same bins, a model trained only to count); and the target CNN's accuracy on MNIST test digits
 with the same intervention. An effect map is a folder (``runs/<name>/effects.json``), like a run.
 """
