@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from interp.evaluation.evaluate import slug
 from interp.interpreters.probe import bins_from_encodings
 from interp.interpreters.reader import READER_CONFIG, READER_FILE, Connector, ReaderConfig
-from interp.language import parse_description
+from interp.language import SHAPES, parse_description
 from interp.settings import Paths
 from interp.store.db import Store
 
@@ -45,7 +45,7 @@ def main() -> None:
         raise SystemExit(f"no stored {args.eval_set} predictions for {slug(args.run)}: run bench_reader.py first")
     bins = torch.as_tensor(np.asarray(bins_from_encodings(list(rows["prompt_encoding"]), "paper")), dtype=torch.long)
     with torch.no_grad():
-        head = torch.cat([connector.features(bins[i : i + 256])[2][:, :8].argmax(-1)
+        head = torch.cat([connector.features(bins[i : i + 256])[2][:, : len(SHAPES)].argmax(-1)
                           for i in range(0, len(bins), 256)]).numpy()
     pred = np.stack([parse_description(p).vector for p in rows["prediction"]])
     truth = np.stack([parse_description(t).vector for t in rows["truth"]])
